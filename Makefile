@@ -1,0 +1,69 @@
+# facegate — every target sets itself up: a fresh clone needs only `make run` or `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# A Python 3.13 interpreter: $(PYTHON) if given, else python3.13 on PATH (pyenv's 3.13.0 included).
+PYTHON ?= $(shell for c in "python3.13" "env PYENV_VERSION=3.13.0 python3.13" "$$HOME/.pyenv/versions/3.13.0/bin/python3.13"; do \
+	$$c -c 'import sys; assert sys.version_info[:2] == (3, 13); print(sys.executable)' 2>/dev/null && break; done)
+VENV := .venv
+SAM_VENV := .venv-sam
+BIN := $(VENV)/bin
+SAM := $(SAM_VENV)/bin/sam
+PORT ?= 3000
+STAGE ?= dev
+# Lambda targets: python3.13 on arm64 (Amazon Linux 2023).
+LAMBDA_PLATFORM := --platform manylinux2014_aarch64 --platform manylinux_2_28_aarch64 --implementation cp --python-version 3.13 --only-binary=:all:
+
+.PHONY: help run test test-fast lint validate build deploy bench clean
+
+help:
+	@echo "make run       serve the API on http://127.0.0.1:$(PORT) (AWS emulated in-process, local engine)"
+	@echo "make test      lint, validate the template and run every test"
+	@echo "make lint      ruff + cfn-lint + sam validate --lint"
+	@echo "make build     sam build (no Docker needed)"
+	@echo "make deploy    sam deploy (STAGE=dev|prod)"
+	@echo "make bench     run the benchmarks under bench/"
+
+python-check:
+	@test -n "$(PYTHON)" || { echo "error: facegate needs Python 3.13 (the Lambda runtime). Install it (e.g. 'pyenv install 3.13.0') or pass PYTHON=/path/to/python3.13." >&2; exit 1; }
+
+$(VENV)/.installed: requirements-dev.txt layers/facegate/requirements.txt layers/engine/requirements.txt pyproject.toml | python-check
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip==24.2
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@touch $@
+
+$(SAM_VENV)/.installed: requirements-sam.txt | python-check
+	@test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-sam.txt
+	@touch $@
+
+venv: $(VENV)/.installed
+
+run: $(VENV)/.installed
+	PORT=$(PORT) $(BIN)/python -m facegate_local.server
+
+lint: $(VENV)/.installed $(SAM_VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/cfn-lint template.yaml
+	SAM_CLI_TELEMETRY=0 $(SAM) validate --lint --region us-east-1
+
+test: lint
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
+
+test-fast: $(VENV)/.installed
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "not e2e"
+
+build: $(SAM_VENV)/.installed
+	SAM_CLI_TELEMETRY=0 PATH="$(abspath $(SAM_VENV))/bin:$$PATH" $(SAM) build --parallel
+
+deploy: build
+	SAM_CLI_TELEMETRY=0 $(SAM) deploy --config-env $(STAGE)
+
+bench: $(VENV)/.installed
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf .aws-sam .pytest_cache .ruff_cache

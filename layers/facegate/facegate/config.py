@@ -1,0 +1,71 @@
+"""Runtime settings, parsed once per container from the environment.
+
+| variable | meaning | default |
+|---|---|---|
+| FACEGATE_STAGE | stage name; secrets live under ``facegate/<stage>/vendors/<id>`` | dev |
+| FACEGATE_RESULTS_TABLE | DynamoDB table of the results log | facegate-results |
+| FACEGATE_DEFAULT_VENDOR | vendor used when a request names none | local |
+| FACEGATE_FALLBACK | comma-separated default fallback order | (none) |
+| FACEGATE_RESULT_TTL_DAYS | days a results-log record is kept | 90 |
+| FACEGATE_THRESHOLDS | JSON ``{"<vendor>": {"low"/"normal"/"high": similarity}}`` overrides | {} |
+| FACEGATE_BUCKET | bucket for ``{"s3": {"key": …}}`` images without a bucket | (none) |
+| FACEGATE_ALLOW_HTTP_URLS | accept plain-http image URLs and vendor endpoints (local sandboxes only) | false |
+| FACEGATE_CONNECT_TIMEOUT / FACEGATE_READ_TIMEOUT | per-vendor HTTP timeouts, seconds | 3.05 / 10 |
+| FACEGATE_SECRETS_MAX_AGE | seconds a fetched secret is cached in a warm container | 300 |
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import cache
+from typing import Annotated
+
+from pydantic import BaseModel, BeforeValidator, Field
+
+from facegate.models import VENDOR_IDS, SecurityLevel, VendorId
+
+
+def _csv(v: object) -> object:
+    if isinstance(v, str):
+        return [x.strip() for x in v.split(",") if x.strip()]
+    return v
+
+
+def _json(v: object) -> object:
+    if isinstance(v, str):
+        return json.loads(v) if v.strip() else {}
+    return v
+
+
+class Settings(BaseModel):
+    stage: str = "dev"
+    results_table: str = "facegate-results"
+    default_vendor: VendorId = "local"
+    fallback: Annotated[list[VendorId], BeforeValidator(_csv)] = Field(default_factory=list)
+    result_ttl_days: int = Field(default=90, ge=1, le=3650)
+    thresholds: Annotated[dict[VendorId, dict[SecurityLevel, float]], BeforeValidator(_json)] = Field(
+        default_factory=dict
+    )
+    bucket: str | None = None
+    allow_http_urls: bool = False
+    connect_timeout: float = Field(default=3.05, gt=0, le=10)
+    read_timeout: float = Field(default=10.0, gt=0, le=28)
+    secrets_max_age: int = Field(default=300, ge=0)
+
+    def secret_name(self, vendor_id: str) -> str:
+        assert vendor_id in VENDOR_IDS
+        return f"facegate/{self.stage}/vendors/{vendor_id}"
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        prefix = "FACEGATE_"
+        values = {k[len(prefix) :].lower(): v for k, v in env.items() if k.startswith(prefix) and v != ""}
+        known = {k: v for k, v in values.items() if k in cls.model_fields}
+        return cls.model_validate(known)
+
+
+@cache
+def settings() -> Settings:
+    return Settings.from_env()

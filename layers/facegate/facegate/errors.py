@@ -1,0 +1,282 @@
+"""One error tree for facegate.
+
+Every failure a caller can see is a FacegateError subclass with a stable upper-case
+``code``, an HTTP ``status`` and a ``retryable`` flag. They are turned into the
+contract's error body in exactly one place (``facegate.api``). Messages are written
+for the caller and never carry image data, secrets, names or ID numbers.
+
+Two branches matter to the router:
+
+* ``CallerError`` — the request itself is wrong. Retrying it, or asking another
+  vendor, cannot help, so the router never fails over on one.
+* ``VendorError`` — the vendor (or our account with it) is the problem. Whether the
+  router may move on to the next vendor is ``failover``; whether the vendor may
+  have billed the attempt is ``billed``.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class FacegateError(Exception):
+    code: ClassVar[str] = "INTERNAL_ERROR"
+    status: ClassVar[int] = 500
+    retryable: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        vendor: str | None = None,
+        vendor_code: str | int | None = None,
+        vendor_message: str | None = None,
+        billed: bool | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.vendor = vendor
+        self.vendor_code = None if vendor_code is None else str(vendor_code)
+        self.vendor_message = vendor_message
+        # None: we cannot know (e.g. a read timeout after the request went out).
+        self.billed = billed
+
+    def body(self) -> dict:
+        """The contract's ``error`` object."""
+        return {
+            "code": self.code,
+            "message": self.message,
+            "retryable": self.retryable,
+            "vendor": self.vendor,
+            "vendor_code": self.vendor_code,
+            "vendor_message": self.vendor_message,
+        }
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.code}: {self.message!r}, vendor={self.vendor!r})"
+
+
+# --- the caller's mistakes: 4xx, no failover, never retried as-is -------------------
+
+
+class CallerError(FacegateError):
+    code = "INVALID_REQUEST"
+    status = 400
+
+
+class InvalidRequest(CallerError):
+    code = "INVALID_REQUEST"
+    status = 400
+
+
+class MalformedJson(CallerError):
+    code = "MALFORMED_JSON"
+    status = 400
+
+
+class UnknownVendor(CallerError):
+    code = "UNKNOWN_VENDOR"
+    status = 400
+
+
+class UnsupportedOperation(CallerError):
+    """The chosen vendor does not offer this operation."""
+
+    code = "UNSUPPORTED_OPERATION"
+    status = 400
+
+
+class InvalidOption(CallerError):
+    code = "INVALID_OPTION"
+    status = 400
+
+
+class InvalidImage(CallerError):
+    """Empty, undecodable, truncated or not an image at all."""
+
+    code = "INVALID_IMAGE"
+    status = 422
+
+
+class UnsupportedImageFormat(CallerError):
+    code = "UNSUPPORTED_IMAGE_FORMAT"
+    status = 415
+
+
+class ImageTooLarge(CallerError):
+    code = "IMAGE_TOO_LARGE"
+    status = 413
+
+
+class ImageUnavailable(CallerError):
+    """An image URL or S3 object that could not be fetched."""
+
+    code = "IMAGE_UNAVAILABLE"
+    status = 422
+
+
+class NoFace(CallerError):
+    code = "NO_FACE"
+    status = 422
+
+
+class MultipleFaces(CallerError):
+    code = "MULTIPLE_FACES"
+    status = 422
+
+
+class PoorImageQuality(CallerError):
+    code = "POOR_IMAGE_QUALITY"
+    status = 422
+
+
+class LivenessFailed(CallerError):
+    code = "LIVENESS_FAILED"
+    status = 422
+
+
+class InvalidIdNumber(CallerError):
+    code = "INVALID_ID_NUMBER"
+    status = 422
+
+
+class InvalidName(CallerError):
+    code = "INVALID_NAME"
+    status = 422
+
+
+class IdentityMismatch(CallerError):
+    """The name and ID number do not belong together (checked by the vendor)."""
+
+    code = "IDENTITY_MISMATCH"
+    status = 422
+
+
+class IdentityNotFound(CallerError):
+    code = "IDENTITY_NOT_FOUND"
+    status = 422
+
+
+class NotFound(CallerError):
+    code = "NOT_FOUND"
+    status = 404
+
+
+class MethodNotAllowed(CallerError):
+    code = "METHOD_NOT_ALLOWED"
+    status = 405
+
+
+class IdempotencyKeyReused(CallerError):
+    """The same Idempotency-Key came back with a different request body."""
+
+    code = "IDEMPOTENCY_KEY_REUSED"
+    status = 422
+
+
+class IdempotencyInProgress(CallerError):
+    code = "IDEMPOTENCY_IN_PROGRESS"
+    status = 409
+    retryable = True
+
+
+class Unauthorized(CallerError):
+    code = "UNAUTHORIZED"
+    status = 401
+
+
+class Forbidden(CallerError):
+    code = "FORBIDDEN"
+    status = 403
+
+
+class RateLimited(CallerError):
+    """The caller exceeded facegate's own usage plan."""
+
+    code = "RATE_LIMITED"
+    status = 429
+    retryable = True
+
+
+# --- the vendor's trouble: 5xx (or 429), may fail over -----------------------------
+
+
+class VendorError(FacegateError):
+    code = "VENDOR_ERROR"
+    status = 502
+    # May the router try the next vendor? Only where the vendor gave no answer.
+    failover: ClassVar[bool] = True
+
+
+class VendorNotConfigured(VendorError):
+    code = "VENDOR_NOT_CONFIGURED"
+    status = 503
+
+
+class VendorAuthFailed(VendorError):
+    """Our credentials were refused: signature, key, IP allow-list, disabled account."""
+
+    code = "VENDOR_AUTH_FAILED"
+    status = 502
+
+
+class VendorQuotaExhausted(VendorError):
+    code = "VENDOR_QUOTA_EXHAUSTED"
+    status = 503
+
+
+class VendorRateLimited(VendorError):
+    code = "VENDOR_RATE_LIMITED"
+    status = 429
+    retryable = True
+
+
+class VendorUnavailable(VendorError):
+    code = "VENDOR_UNAVAILABLE"
+    status = 503
+    retryable = True
+
+
+class VendorTimeout(VendorError):
+    code = "VENDOR_TIMEOUT"
+    status = 504
+    retryable = True
+
+    def __init__(self, message: str, *, sent: bool, **kw) -> None:
+        # A read timeout means the vendor may have done (and billed) the work:
+        # moving on to another vendor could bill the same check twice.
+        super().__init__(message, billed=None if sent else False, **kw)
+        self.sent = sent
+
+    @property
+    def failover(self) -> bool:  # type: ignore[override]
+        return not self.sent
+
+
+class VendorBadResponse(VendorError):
+    """Malformed, unsigned or tampered response: we cannot trust an answer."""
+
+    code = "VENDOR_BAD_RESPONSE"
+    status = 502
+    failover = False
+
+
+class VendorRejected(VendorError):
+    """The vendor refused the request for a reason it does not explain well enough
+    to blame the caller (e.g. a generic parameter error)."""
+
+    code = "VENDOR_REJECTED"
+    status = 502
+    failover = False
+
+
+class DeadlineExceeded(VendorError):
+    code = "VENDOR_TIMEOUT"
+    status = 504
+    retryable = True
+    failover = False
+
+
+class InternalError(FacegateError):
+    code = "INTERNAL_ERROR"
+    status = 500

@@ -1,0 +1,227 @@
+"""Image inputs: decode once, check by content, fit to a vendor's limits.
+
+An ``Image`` is bytes that Pillow has fully decoded once (so a truncated file is
+caught here, not at a vendor), with its real format read from the content, never
+from a name or a data-URI's claimed type. Its SHA-256 is the only trace of it that
+facegate ever stores.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import io
+import re
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING, Literal
+
+from facegate.errors import ImageTooLarge, InvalidImage, UnsupportedImageFormat
+
+if TYPE_CHECKING:
+    import numpy as np
+    from PIL.Image import Image as PILImage
+
+Format = Literal["JPEG", "PNG", "BMP", "WEBP"]
+SUPPORTED_FORMATS: frozenset[Format] = frozenset({"JPEG", "PNG", "BMP", "WEBP"})
+
+# Larger inputs are refused before decoding: API Gateway caps a payload at 10 MB anyway.
+MAX_IMAGE_BYTES = 8 * 1024 * 1024
+# A decompression bomb guard: 40 megapixels is far beyond any useful face photo.
+MAX_PIXELS = 40_000_000
+MIN_SIDE = 16
+
+_MAGIC: tuple[tuple[bytes, int, Format], ...] = (
+    (b"\xff\xd8\xff", 0, "JPEG"),
+    (b"\x89PNG\r\n\x1a\n", 0, "PNG"),
+    (b"BM", 0, "BMP"),
+    (b"WEBP", 8, "WEBP"),
+)
+_DATA_URI = re.compile(r"^data:[\w.+-]+/[\w.+-]+(?:;[\w=-]+)*;base64,", re.IGNORECASE)
+_NOT_B64 = re.compile(rb"[^A-Za-z0-9+/=\-_]")
+
+
+def sniff(data: bytes) -> Format | None:
+    for magic, offset, fmt in _MAGIC:
+        if data[offset : offset + len(magic)] == magic:
+            if fmt == "WEBP" and not data.startswith(b"RIFF"):
+                continue
+            return fmt
+    return None
+
+
+def decode_base64(text: str) -> bytes:
+    """Decode a base64 image, with or without a ``data:`` URI prefix and line breaks."""
+    text = _DATA_URI.sub("", text.strip(), count=1)
+    raw = re.sub(r"\s+", "", text).encode("ascii", "replace")
+    if not raw:
+        raise InvalidImage("the image is empty")
+    if len(raw) > MAX_IMAGE_BYTES * 4 // 3 + 4:
+        raise ImageTooLarge(f"the image is larger than {MAX_IMAGE_BYTES // (1024 * 1024)} MB")
+    if _NOT_B64.search(raw):
+        raise InvalidImage("the image is not valid base64")
+    if b"-" in raw or b"_" in raw:
+        raw = raw.replace(b"-", b"+").replace(b"_", b"/")
+    raw += b"=" * (-len(raw) % 4)
+    try:
+        return base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidImage("the image is not valid base64") from None
+
+
+@dataclass(frozen=True, eq=False)
+class Image:
+    data: bytes
+    format: Format
+    width: int
+    height: int
+
+    @cached_property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+    @cached_property
+    def base64(self) -> str:
+        return base64.b64encode(self.data).decode("ascii")
+
+    def pil(self) -> PILImage:
+        from PIL import Image as PILModule
+
+        img = PILModule.open(io.BytesIO(self.data))
+        img.load()
+        return img
+
+    @cached_property
+    def rgb(self) -> np.ndarray:
+        """H×W×3 uint8, alpha flattened onto white, EXIF orientation applied."""
+        import numpy as np
+
+        return np.asarray(_to_rgb(self.pil()))
+
+    def __repr__(self) -> str:  # never the bytes
+        return f"Image({self.format} {self.width}x{self.height}, {len(self.data)} B, sha256={self.sha256[:12]}…)"
+
+
+def _to_rgb(img: PILImage) -> PILImage:
+    from PIL import Image as PILModule
+    from PIL import ImageOps
+
+    img = ImageOps.exif_transpose(img) or img
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        img = img.convert("RGBA")
+        background = PILModule.new("RGB", img.size, (255, 255, 255))
+        background.paste(img, mask=img.getchannel("A"))
+        return background
+    return img.convert("RGB")
+
+
+def load_bytes(data: bytes) -> Image:
+    """Check ``data`` by content and decode it fully once."""
+    if not data:
+        raise InvalidImage("the image is empty")
+    if len(data) > MAX_IMAGE_BYTES:
+        raise ImageTooLarge(f"the image is larger than {MAX_IMAGE_BYTES // (1024 * 1024)} MB")
+    fmt = sniff(data)
+    if fmt is None:
+        if _looks_like_image(data):
+            raise UnsupportedImageFormat("the image format is not supported; send JPEG, PNG, BMP or WebP")
+        raise InvalidImage("the data is not an image")
+
+    from PIL import Image as PILModule
+    from PIL import UnidentifiedImageError
+
+    try:
+        with PILModule.open(io.BytesIO(data)) as img:
+            width, height = img.size
+            if width * height > MAX_PIXELS:
+                raise ImageTooLarge(f"the image has more than {MAX_PIXELS // 1_000_000} megapixels")
+            img.load()  # a full decode: catches truncated and corrupt files
+    except ImageTooLarge:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, PILModule.DecompressionBombError):
+        raise InvalidImage(f"the {fmt} image is truncated or corrupt") from None
+    if min(width, height) < MIN_SIDE:
+        raise InvalidImage(f"the image is too small ({width}x{height}); a face needs at least {MIN_SIDE} px")
+    return Image(data=data, format=fmt, width=width, height=height)
+
+
+def _looks_like_image(data: bytes) -> bool:
+    head = data[:16]
+    return (
+        head.startswith((b"GIF8", b"II*\x00", b"MM\x00*", b"\x00\x00\x00\x0cjP"))
+        or head[4:12] in (b"ftypheic", b"ftypavif", b"ftypmif1", b"ftypheix")
+    )
+
+
+# --- fitting an image to a vendor ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    """What a vendor accepts. Sizes are of the raw bytes or of their base64 text,
+    whichever the vendor's doc states; ``total_bytes`` caps all images of one call."""
+
+    formats: frozenset[Format] = SUPPORTED_FORMATS
+    max_bytes: int | None = None
+    max_base64_bytes: int | None = None
+    total_bytes: int | None = None
+    max_side: int | None = None
+
+    def fits(self, image: Image, budget: int | None = None) -> bool:
+        size = len(image.data)
+        if image.format not in self.formats:
+            return False
+        if self.max_bytes is not None and size > self.max_bytes:
+            return False
+        if self.max_base64_bytes is not None and _b64_len(size) > self.max_base64_bytes:
+            return False
+        if budget is not None and size > budget:
+            return False
+        return self.max_side is None or max(image.width, image.height) <= self.max_side
+
+
+def _b64_len(n: int) -> int:
+    return 4 * ((n + 2) // 3)
+
+
+def fit(image: Image, limits: ImageLimits, budget: int | None = None) -> Image:
+    """Return ``image`` unchanged if the vendor takes it, else a JPEG re-encoding,
+    downscaled step by step until it fits. A face stays recognisable far below any
+    vendor's limit; ``IMAGE_TOO_LARGE`` only when even the smallest step fails."""
+    if limits.fits(image, budget):
+        return image
+    cap = min(
+        x
+        for x in (
+            limits.max_bytes,
+            (limits.max_base64_bytes * 3 // 4) if limits.max_base64_bytes else None,
+            budget,
+            MAX_IMAGE_BYTES,
+        )
+        if x is not None
+    )
+    src = _to_rgb(image.pil())
+    side = max(src.size)
+    if limits.max_side:
+        side = min(side, limits.max_side)
+    for scale_side in _steps(side):
+        candidate = src
+        if max(src.size) > scale_side:
+            candidate = src.copy()
+            candidate.thumbnail((scale_side, scale_side))
+        for quality in (92, 85, 75):
+            buf = io.BytesIO()
+            candidate.save(buf, format="JPEG", quality=quality, optimize=True)
+            if buf.tell() <= cap:
+                out = Image(data=buf.getvalue(), format="JPEG", width=candidate.width, height=candidate.height)
+                if limits.fits(out, budget):
+                    return out
+    raise ImageTooLarge("the image cannot be made small enough for the vendor")
+
+
+def _steps(side: int):
+    while side >= 320:
+        yield side
+        side = int(side * 0.75)
+    yield 320

@@ -1,0 +1,197 @@
+"""The public request and response models (the HTTP contract, in pydantic)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+
+VENDOR_IDS = ("local", "shuxun", "kuaidi100", "face2", "zoloz", "jumei")
+VendorId = Literal["local", "shuxun", "kuaidi100", "face2", "zoloz", "jumei"]
+SecurityLevel = Literal["low", "normal", "high"]
+Decision = Literal["match", "no_match", "uncertain"]
+
+
+class Operation(StrEnum):
+    COMPARE = "compare"
+    DETECT = "detect"
+    FEATURES = "features"
+    VERIFY_IDENTITY = "verify_identity"
+
+
+class Strict(BaseModel):
+    """Unknown fields are the caller's typo, not something to ignore silently."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+
+# --- images -------------------------------------------------------------------------
+
+
+class S3Location(Strict):
+    bucket: Annotated[str, StringConstraints(min_length=3, max_length=63)] | None = Field(
+        default=None, description="Defaults to the stack's own bucket."
+    )
+    key: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+
+
+class ImageInput(Strict):
+    """Exactly one of ``base64`` (a ``data:`` URI prefix is accepted), ``url``, ``s3``,
+    or ``face_token`` (a token an earlier Kuaidi100 compare returned)."""
+
+    base64: str | None = None
+    url: Annotated[str, StringConstraints(min_length=1, max_length=2048)] | None = None
+    s3: S3Location | None = None
+    face_token: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Self:
+        given = [n for n in ("base64", "url", "s3", "face_token") if getattr(self, n) is not None]
+        if len(given) != 1:
+            raise ValueError("an image is exactly one of base64, url, s3 or face_token")
+        return self
+
+    @field_validator("url")
+    @classmethod
+    def _https(cls, v: str | None) -> str | None:
+        if v is not None and not v.lower().startswith(("https://", "http://")):
+            raise ValueError("url must be an https:// URL")
+        return v
+
+    @property
+    def kind(self) -> Literal["base64", "url", "s3", "face_token"]:
+        for n in ("base64", "url", "s3", "face_token"):
+            if getattr(self, n) is not None:
+                return n  # type: ignore[return-value]
+        raise AssertionError("validated")
+
+
+# --- requests -------------------------------------------------------------------------
+
+
+class Routing(Strict):
+    vendor: VendorId | None = Field(default=None, description="Defaults to the stage's default vendor.")
+    fallback: Annotated[list[VendorId], Field(max_length=5)] = Field(
+        default_factory=list, description="Vendors to try in order when the vendor is unavailable."
+    )
+    options: dict[str, Any] = Field(default_factory=dict, description="Vendor-specific options.")
+
+    @field_validator("fallback")
+    @classmethod
+    def _distinct(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError("fallback lists each vendor at most once")
+        return v
+
+
+class CompareRequest(Routing):
+    image1: ImageInput
+    image2: ImageInput
+    security_level: SecurityLevel = "normal"
+
+
+class DetectRequest(Routing):
+    image: ImageInput
+    max_faces: Annotated[int, Field(ge=1, le=50)] = 10
+
+
+class FeaturesRequest(Routing):
+    image: ImageInput
+
+
+class VerifyIdentityRequest(Routing):
+    name: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    id_number: Annotated[str, StringConstraints(min_length=1, max_length=32)]
+    image: ImageInput
+    security_level: SecurityLevel = "normal"
+
+
+# --- responses ------------------------------------------------------------------------
+
+
+class Attempt(BaseModel):
+    vendor: str
+    outcome: str = Field(description='"ok" or the error code of the attempt')
+    billed: bool | None = None
+    latency_ms: int
+
+
+class Response(BaseModel):
+    request_id: str
+    operation: Operation
+    vendor: str = Field(description="The vendor that answered.")
+    latency_ms: int
+    vendor_request_id: str | None = None
+    billed: bool | None = Field(default=None, description="Did the vendor bill this call (null: unknown).")
+    attempts: list[Attempt] = Field(default_factory=list)
+
+
+class Verdict(BaseModel):
+    decision: Decision
+    match: bool | None
+    similarity: Annotated[float, Field(ge=0.0, le=1.0)]
+    threshold: Annotated[float, Field(ge=0.0, le=1.0)]
+    security_level: SecurityLevel
+    vendor_score: float | None = Field(default=None, description="The vendor's own score, unscaled.")
+
+
+class CompareResponse(Response, Verdict):
+    pass
+
+
+class VerifyIdentityResponse(Response, Verdict):
+    name_masked: str
+    id_number_masked: str
+
+
+class Box(BaseModel):
+    left: int
+    top: int
+    width: int
+    height: int
+
+
+class Face(BaseModel):
+    box: Box
+    confidence: float | None = None
+
+
+class DetectResponse(Response):
+    faces: list[Face]
+    face_count: int
+    image_width: int | None = None
+    image_height: int | None = None
+
+
+class FeaturesResponse(Response):
+    embedding: list[float]
+    dimension: int
+    model: str
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    retryable: bool
+    vendor: str | None = None
+    vendor_code: str | None = None
+    vendor_message: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    request_id: str
+    error: ErrorBody
+
+
+class VendorInfo(BaseModel):
+    id: str
+    name: str
+    operations: list[Operation]
+    configured: bool
+    default: bool = False
+
+
+class VendorsResponse(BaseModel):
+    vendors: list[VendorInfo]
+    default_vendor: str

@@ -1,0 +1,271 @@
+"""What every vendor is, and the data that crosses between vendors and the service.
+
+A vendor module declares its capabilities, credential model and image limits, and
+turns one operation into an ``HttpRequest`` and one ``HttpResponse`` back into an
+outcome. Building and parsing are pure: no clock, no randomness, no I/O — the
+clock and nonce come in through ``CallContext``, the bytes go out through the
+transport. That is what makes golden-request tests possible.
+"""
+
+from __future__ import annotations
+
+from abc import ABC
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from facegate.errors import UnsupportedOperation
+from facegate.models import Decision, Operation, SecurityLevel
+
+if TYPE_CHECKING:
+    from facegate.images import Image, ImageLimits
+    from facegate.transport import Transport
+
+
+class Credentials(BaseModel):
+    """Base for a vendor's secret. ``endpoint`` overrides the documented base URL."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    endpoint: str | None = None
+
+    def __repr__(self) -> str:  # secrets never reach a log through repr()
+        return f"{type(self).__name__}(endpoint={self.endpoint!r}, ...)"
+
+    __str__ = __repr__
+
+
+# --- what goes in -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CallContext:
+    """Everything non-deterministic a request builder may use, fixed up front."""
+
+    now: datetime  # timezone-aware
+    nonce: str  # random, unique per attempt; vendors that want one use it
+    request_id: str
+    security_level: SecurityLevel = "normal"
+    # The vendor's validated ``options_model`` instance (None if it takes no options).
+    options: Any = None
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """An image as a vendor receives it: decoded bytes, or a URL or token passed
+    through to vendors that fetch images themselves."""
+
+    image: Image | None = None
+    url: str | None = None
+    face_token: str | None = None
+
+
+@dataclass(frozen=True)
+class Identity:
+    name: str
+    id_number: str
+
+
+# --- what comes out ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CompareOutcome:
+    """A vendor's answer to "same person?", already on facegate's scale.
+
+    ``similarity`` is 0..1, higher is more alike. ``thresholds`` are the normalised
+    similarity thresholds for each security level; ``uncertain_band`` (lo, hi) marks
+    scores the vendor itself calls undecidable. ``vendor_match`` is the vendor's own
+    verdict where it gives one (used at ``normal`` unless the stage overrides it).
+    """
+
+    similarity: float
+    vendor_score: float | None
+    thresholds: Mapping[SecurityLevel, float]
+    vendor_request_id: str | None = None
+    billed: bool | None = None
+    uncertain_band: tuple[float, float] | None = None
+    vendor_match: bool | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)  # e.g. Kuaidi100 face tokens
+
+
+@dataclass(frozen=True)
+class DetectedFace:
+    left: int
+    top: int
+    width: int
+    height: int
+    confidence: float | None = None
+
+
+@dataclass(frozen=True)
+class DetectOutcome:
+    faces: list[DetectedFace]
+    vendor_request_id: str | None = None
+    billed: bool | None = None
+
+
+@dataclass(frozen=True)
+class FeaturesOutcome:
+    embedding: list[float]
+    model: str
+    vendor_request_id: str | None = None
+    billed: bool | None = None
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    method: str
+    url: str
+    headers: Mapping[str, str]
+    body: bytes
+    # Adapter-private state needed to read the reply (e.g. ZOLOZ's AES key). Never logged.
+    state: Any = field(default=None, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class HttpResponse:
+    status: int
+    headers: Mapping[str, str]  # case-insensitive mapping from the transport
+    body: bytes
+
+
+def decide(outcome: CompareOutcome, level: SecurityLevel, threshold: float | None = None) -> tuple[Decision, float]:
+    """The one place a similarity becomes a decision.
+
+    ``threshold`` is a stage override; without one the vendor's own verdict
+    stands at ``normal``, and its normalised thresholds elsewhere.
+    """
+    if threshold is None:
+        threshold = outcome.thresholds[level]
+        if level == "normal" and outcome.vendor_match is not None:
+            return ("match" if outcome.vendor_match else "no_match"), threshold
+    if outcome.uncertain_band is not None:
+        lo, hi = outcome.uncertain_band
+        if lo <= outcome.similarity < hi and threshold <= hi:
+            return "uncertain", threshold
+    return ("match" if outcome.similarity >= threshold else "no_match"), threshold
+
+
+# --- vendors ---------------------------------------------------------------------------
+
+
+class Vendor(ABC):
+    """One vendor. Subclasses set the class attributes and implement their operations."""
+
+    id: ClassVar[str]
+    name: ClassVar[str]
+    operations: ClassVar[frozenset[Operation]]
+    credentials_model: ClassVar[type[Credentials] | None] = None  # None: needs no secret
+    limits: ClassVar[ImageLimits]
+    accepts_urls: ClassVar[bool] = False  # URL inputs go straight through
+    options_model: ClassVar[type[BaseModel] | None] = None  # the request's ``options``, validated
+
+    @classmethod
+    def parse_options(cls, options: Mapping[str, Any]) -> BaseModel | None:
+        """Validate a request's vendor ``options`` before anything is called."""
+        from pydantic import ValidationError
+
+        from facegate.errors import InvalidOption
+
+        if cls.options_model is None:
+            if options:
+                raise InvalidOption(f"vendor '{cls.id}' takes no options")
+            return None
+        try:
+            return cls.options_model.model_validate(dict(options))
+        except ValidationError as e:
+            fields = ", ".join(".".join(str(p) for p in err["loc"]) or "options" for err in e.errors())
+            raise InvalidOption(f"invalid options for vendor '{cls.id}': {fields}") from None
+
+    def __init__(self, credentials: Credentials | None = None) -> None:
+        self.credentials = credentials
+
+    def supports(self, op: Operation) -> bool:
+        return op in self.operations
+
+    def _unsupported(self, op: Operation):
+        return UnsupportedOperation(f"vendor '{self.id}' does not offer {op.value}", vendor=self.id)
+
+    def compare(self, image1: ImageRef, image2: ImageRef, ctx: CallContext) -> CompareOutcome:
+        raise self._unsupported(Operation.COMPARE)
+
+    def detect(self, image: ImageRef, max_faces: int, ctx: CallContext) -> DetectOutcome:
+        raise self._unsupported(Operation.DETECT)
+
+    def features(self, image: ImageRef, ctx: CallContext) -> FeaturesOutcome:
+        raise self._unsupported(Operation.FEATURES)
+
+    def verify_identity(self, identity: Identity, image: ImageRef, ctx: CallContext) -> CompareOutcome:
+        raise self._unsupported(Operation.VERIFY_IDENTITY)
+
+
+class HttpVendor(Vendor):
+    """A vendor reached over HTTPS. Subclasses implement pure ``build_<op>`` and
+    ``parse_<op>`` methods; this class sends the bytes through the transport."""
+
+    default_endpoint: ClassVar[str | None] = None
+
+    def __init__(self, credentials: Credentials, transport: Transport) -> None:
+        super().__init__(credentials)
+        self.transport = transport
+
+    @property
+    def endpoint(self) -> str:
+        base = (self.credentials.endpoint if self.credentials else None) or self.default_endpoint
+        if not base:
+            from facegate.errors import VendorNotConfigured
+
+            raise VendorNotConfigured(f"vendor '{self.id}' has no endpoint configured", vendor=self.id)
+        return base.rstrip("/")
+
+    def _exchange(self, op: Operation, ctx: CallContext, *args: Any) -> Any:
+        request = getattr(self, f"build_{op.value}")(*args, ctx)
+        response = self.transport.send(self.id, request)
+        return getattr(self, f"parse_{op.value}")(response, request, ctx)
+
+    def compare(self, image1: ImageRef, image2: ImageRef, ctx: CallContext) -> CompareOutcome:
+        if Operation.COMPARE not in self.operations:
+            raise self._unsupported(Operation.COMPARE)
+        return self._exchange(Operation.COMPARE, ctx, image1, image2)
+
+    def detect(self, image: ImageRef, max_faces: int, ctx: CallContext) -> DetectOutcome:
+        if Operation.DETECT not in self.operations:
+            raise self._unsupported(Operation.DETECT)
+        return self._exchange(Operation.DETECT, ctx, image, max_faces)
+
+    def features(self, image: ImageRef, ctx: CallContext) -> FeaturesOutcome:
+        if Operation.FEATURES not in self.operations:
+            raise self._unsupported(Operation.FEATURES)
+        return self._exchange(Operation.FEATURES, ctx, image)
+
+    def verify_identity(self, identity: Identity, image: ImageRef, ctx: CallContext) -> CompareOutcome:
+        if Operation.VERIFY_IDENTITY not in self.operations:
+            raise self._unsupported(Operation.VERIFY_IDENTITY)
+        return self._exchange(Operation.VERIFY_IDENTITY, ctx, identity, image)
+
+
+def json_body(response: HttpResponse, vendor: str) -> Any:
+    """The response's JSON, or the right error when there is none.
+
+    A 429 is a rate limit and a 5xx an outage whatever the body says; anything
+    else that is not JSON is a response we cannot trust.
+    """
+    import json
+
+    from facegate.errors import VendorBadResponse, VendorRateLimited, VendorUnavailable
+
+    if response.status == 429:
+        raise VendorRateLimited(f"{vendor} is rate limiting requests", vendor=vendor, vendor_code="429", billed=False)
+    try:
+        return json.loads(response.body)
+    except (ValueError, UnicodeDecodeError):
+        if response.status >= 500:
+            raise VendorUnavailable(
+                f"{vendor} answered HTTP {response.status}", vendor=vendor, vendor_code=str(response.status), billed=None
+            ) from None
+        raise VendorBadResponse(
+            f"{vendor} answered HTTP {response.status} without a JSON body", vendor=vendor, billed=None
+        ) from None
