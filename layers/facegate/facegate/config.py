@@ -9,7 +9,7 @@
 | FACEGATE_RESULT_TTL_DAYS | days a results-log record is kept | 90 |
 | FACEGATE_THRESHOLDS | JSON ``{"<vendor>": {"low"/"normal"/"high": similarity}}`` overrides | {} |
 | FACEGATE_BUCKET | bucket for ``{"s3": {"key": …}}`` images without a bucket | (none) |
-| FACEGATE_ALLOW_HTTP_URLS | accept plain-http image URLs and vendor endpoints (local sandboxes only) | false |
+| FACEGATE_ALLOW_HTTP_URLS | accept plain-http image URLs (local sandboxes only) | false |
 | FACEGATE_CONNECT_TIMEOUT / FACEGATE_READ_TIMEOUT | per-vendor HTTP timeouts, seconds | 3.05 / 10 |
 | FACEGATE_SECRETS_MAX_AGE | seconds a fetched secret is cached in a warm container | 300 |
 """

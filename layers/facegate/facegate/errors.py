@@ -74,6 +74,11 @@ class MalformedJson(CallerError):
     status = 400
 
 
+class UnsupportedMediaType(CallerError):
+    code = "UNSUPPORTED_MEDIA_TYPE"
+    status = 415
+
+
 class UnknownVendor(CallerError):
     code = "UNKNOWN_VENDOR"
     status = 400

@@ -100,7 +100,9 @@ class Image:
         return np.asarray(_to_rgb(self.pil()))
 
     def __repr__(self) -> str:  # never the bytes
-        return f"Image({self.format} {self.width}x{self.height}, {len(self.data)} B, sha256={self.sha256[:12]}…)"
+        return (
+            f"Image({self.format} {self.width}x{self.height}, {len(self.data)} B, sha256={self.sha256[:12]}…)"
+        )
 
 
 def _to_rgb(img: PILImage) -> PILImage:
@@ -148,9 +150,11 @@ def load_bytes(data: bytes) -> Image:
 
 def _looks_like_image(data: bytes) -> bool:
     head = data[:16]
-    return (
-        head.startswith((b"GIF8", b"II*\x00", b"MM\x00*", b"\x00\x00\x00\x0cjP"))
-        or head[4:12] in (b"ftypheic", b"ftypavif", b"ftypmif1", b"ftypheix")
+    return head.startswith((b"GIF8", b"II*\x00", b"MM\x00*", b"\x00\x00\x00\x0cjP")) or head[4:12] in (
+        b"ftypheic",
+        b"ftypavif",
+        b"ftypmif1",
+        b"ftypheix",
     )
 
 
@@ -214,7 +218,9 @@ def fit(image: Image, limits: ImageLimits, budget: int | None = None) -> Image:
             buf = io.BytesIO()
             candidate.save(buf, format="JPEG", quality=quality, optimize=True)
             if buf.tell() <= cap:
-                out = Image(data=buf.getvalue(), format="JPEG", width=candidate.width, height=candidate.height)
+                out = Image(
+                    data=buf.getvalue(), format="JPEG", width=candidate.width, height=candidate.height
+                )
                 if limits.fits(out, budget):
                     return out
     raise ImageTooLarge("the image cannot be made small enough for the vendor")

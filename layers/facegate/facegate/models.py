@@ -137,7 +137,9 @@ class Verdict(BaseModel):
 
 
 class CompareResponse(Response, Verdict):
-    pass
+    face_tokens: dict[str, str] | None = Field(
+        default=None, description='Kuaidi100 only: tokens to send back later as {"face_token": ...} images.'
+    )
 
 
 class VerifyIdentityResponse(Response, Verdict):

@@ -27,7 +27,9 @@ class Timeouts:
 
 
 class Transport:
-    def __init__(self, timeouts: Timeouts | None = None, timeouts_by_vendor: Mapping[str, Timeouts] | None = None):
+    def __init__(
+        self, timeouts: Timeouts | None = None, timeouts_by_vendor: Mapping[str, Timeouts] | None = None
+    ):
         self.timeouts = timeouts or Timeouts()
         self.timeouts_by_vendor = dict(timeouts_by_vendor or {})
         self._session: requests.Session | None = None
@@ -67,11 +69,15 @@ class Transport:
                 verify=True,
             )
         except requests.exceptions.ConnectTimeout:
-            raise VendorTimeout(f"{vendor} did not accept a connection in time", sent=False, vendor=vendor) from None
+            raise VendorTimeout(
+                f"{vendor} did not accept a connection in time", sent=False, vendor=vendor
+            ) from None
         except requests.exceptions.ReadTimeout:
             raise VendorTimeout(f"{vendor} did not answer in time", sent=True, vendor=vendor) from None
         except requests.exceptions.SSLError:
-            raise VendorUnavailable(f"{vendor}'s TLS certificate was not accepted", vendor=vendor, billed=False) from None
+            raise VendorUnavailable(
+                f"{vendor}'s TLS certificate was not accepted", vendor=vendor, billed=False
+            ) from None
         except requests.exceptions.ConnectionError as e:
             # A connection reset after sending can still have been billed.
             sent = not _is_connect_failure(e)
@@ -100,7 +106,11 @@ def _is_connect_failure(e: Exception) -> bool:
         if isinstance(cur, MaxRetryError) and cur.reason is not None:
             cur = cur.reason
             continue
-        cur = cur.__cause__ or cur.__context__ or (cur.args[0] if cur.args and isinstance(cur.args[0], BaseException) else None)
+        cur = (
+            cur.__cause__
+            or cur.__context__
+            or (cur.args[0] if cur.args and isinstance(cur.args[0], BaseException) else None)
+        )
     return False
 
 

@@ -50,6 +50,9 @@ class CallContext:
     security_level: SecurityLevel = "normal"
     # The vendor's validated ``options_model`` instance (None if it takes no options).
     options: Any = None
+    # time.monotonic() by which the answer must be in; the transport shortens its
+    # timeouts to fit. Not for builders: requests must not depend on it.
+    deadline: float | None = None
 
 
 @dataclass(frozen=True)
@@ -119,8 +122,9 @@ class FeaturesOutcome:
 class HttpRequest:
     method: str
     url: str
-    headers: Mapping[str, str]
-    body: bytes
+    # Headers carry signatures and keys, bodies carry images and identities: never in a repr.
+    headers: Mapping[str, str] = field(repr=False)
+    body: bytes = field(repr=False)
     # Adapter-private state needed to read the reply (e.g. ZOLOZ's AES key). Never logged.
     state: Any = field(default=None, repr=False, compare=False)
 
@@ -128,11 +132,13 @@ class HttpRequest:
 @dataclass(frozen=True)
 class HttpResponse:
     status: int
-    headers: Mapping[str, str]  # case-insensitive mapping from the transport
-    body: bytes
+    headers: Mapping[str, str] = field(repr=False)  # case-insensitive mapping from the transport
+    body: bytes = field(repr=False)
 
 
-def decide(outcome: CompareOutcome, level: SecurityLevel, threshold: float | None = None) -> tuple[Decision, float]:
+def decide(
+    outcome: CompareOutcome, level: SecurityLevel, threshold: float | None = None
+) -> tuple[Decision, float]:
     """The one place a similarity becomes a decision.
 
     ``threshold`` is a stage override; without one the vendor's own verdict
@@ -183,6 +189,11 @@ class Vendor(ABC):
     def __init__(self, credentials: Credentials | None = None) -> None:
         self.credentials = credentials
 
+    @classmethod
+    def available(cls) -> bool:
+        """Can this vendor run here at all (e.g. the engine layer is present)?"""
+        return True
+
     def supports(self, op: Operation) -> bool:
         return op in self.operations
 
@@ -223,7 +234,10 @@ class HttpVendor(Vendor):
 
     def _exchange(self, op: Operation, ctx: CallContext, *args: Any) -> Any:
         request = getattr(self, f"build_{op.value}")(*args, ctx)
-        response = self.transport.send(self.id, request)
+        import time
+
+        remaining = None if ctx.deadline is None else ctx.deadline - time.monotonic()
+        response = self.transport.send(self.id, request, deadline_s=remaining)
         return getattr(self, f"parse_{op.value}")(response, request, ctx)
 
     def compare(self, image1: ImageRef, image2: ImageRef, ctx: CallContext) -> CompareOutcome:
@@ -258,13 +272,18 @@ def json_body(response: HttpResponse, vendor: str) -> Any:
     from facegate.errors import VendorBadResponse, VendorRateLimited, VendorUnavailable
 
     if response.status == 429:
-        raise VendorRateLimited(f"{vendor} is rate limiting requests", vendor=vendor, vendor_code="429", billed=False)
+        raise VendorRateLimited(
+            f"{vendor} is rate limiting requests", vendor=vendor, vendor_code="429", billed=False
+        )
     try:
         return json.loads(response.body)
     except (ValueError, UnicodeDecodeError):
         if response.status >= 500:
             raise VendorUnavailable(
-                f"{vendor} answered HTTP {response.status}", vendor=vendor, vendor_code=str(response.status), billed=None
+                f"{vendor} answered HTTP {response.status}",
+                vendor=vendor,
+                vendor_code=str(response.status),
+                billed=None,
             ) from None
         raise VendorBadResponse(
             f"{vendor} answered HTTP {response.status} without a JSON body", vendor=vendor, billed=None

@@ -1,0 +1,22 @@
+"""POST /v1/detect — where are the faces in one image."""
+
+from aws_lambda_powertools.logging import correlation_paths
+from facegate.api import caller, create_app, handle
+from facegate.models import DetectRequest, DetectResponse, Operation
+from facegate.observability import logger, metrics, tracer
+from facegate.service import default_service
+
+app = create_app(Operation.DETECT)
+
+
+@app.post("/v1/detect")
+@tracer.capture_method
+def detect(request: DetectRequest) -> DetectResponse:
+    return default_service().detect(request, caller(app))
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@tracer.capture_lambda_handler
+@metrics.log_metrics(capture_cold_start_metric=True)
+def lambda_handler(event, context):
+    return handle(app, event, context)

@@ -1,0 +1,152 @@
+"""The HTTP edge shared by every function: the resolver, the request context, and
+the one place an exception becomes an HTTP response in the contract's error shape.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+)
+
+from facegate.errors import (
+    FacegateError,
+    InternalError,
+    InvalidRequest,
+    MalformedJson,
+    NotFound,
+    UnsupportedMediaType,
+)
+from facegate.ids import new_request_id
+from facegate.models import Operation
+from facegate.observability import logger, metrics
+from facegate.service import Caller
+
+# API Gateway gives up on an integration after 29 s: answer before that, whatever
+# the function's own timeout, so the caller gets our error instead of a 504 page.
+GATEWAY_LIMIT_S = 29.0
+DEADLINE_MARGIN_S = 1.5
+
+
+def create_app(operation: Operation | None = None) -> APIGatewayRestResolver:
+    """A resolver with validation on and every error mapped to the contract shape.
+    ``operation`` names what failed requests are logged as (None: not logged)."""
+    app = APIGatewayRestResolver(enable_validation=True)
+
+    @app.exception_handler(FacegateError)
+    def _facegate_error(e: FacegateError) -> Response:
+        return _error(app, e, operation)
+
+    @app.exception_handler(RequestValidationError)
+    def _validation_error(e: RequestValidationError) -> Response:
+        return _error(app, _from_validation(e), operation)
+
+    @app.exception_handler(RequestUnsupportedContentType)
+    def _content_type(e: RequestUnsupportedContentType) -> Response:
+        return _error(app, UnsupportedMediaType("send the request body as application/json"), operation)
+
+    @app.exception_handler(NotFoundError)
+    def _not_found(e: NotFoundError) -> Response:
+        return _error(
+            app, NotFound(f"no route for {app.current_event.http_method} {app.current_event.path}"), None
+        )
+
+    @app.exception_handler(Exception)
+    def _unexpected(e: Exception) -> Response:
+        logger.exception("unhandled error", extra={"request_id": caller(app).request_id})
+        metrics.add_metric(name="InternalErrors", unit="Count", value=1)
+        return _error(
+            app, InternalError("internal error; the request id identifies it in our logs"), operation
+        )
+
+    return app
+
+
+def handle(app: APIGatewayRestResolver, event: dict, context: Any) -> dict:
+    """Resolve one API Gateway event with a fresh request id and deadline."""
+    started = time.monotonic()
+    remaining_s = GATEWAY_LIMIT_S
+    if context is not None and hasattr(context, "get_remaining_time_in_millis"):
+        remaining_s = min(remaining_s, context.get_remaining_time_in_millis() / 1000)
+    identity = (event.get("requestContext") or {}).get("identity") or {}
+    c = Caller(
+        request_id=new_request_id(),
+        api_key_id=identity.get("apiKeyId"),
+        deadline=started + remaining_s - DEADLINE_MARGIN_S,
+        started=started,
+    )
+    logger.append_keys(request_id=c.request_id)
+    app.append_context(caller=c)
+    response = app.resolve(event, context)
+    response.setdefault("headers", {})["X-Request-Id"] = c.request_id
+    return response
+
+
+def caller(app: APIGatewayRestResolver) -> Caller:
+    c = app.context.get("caller")
+    if c is None:  # resolve() called without handle(): still give every answer an id
+        c = Caller(request_id=new_request_id())
+        app.append_context(caller=c)
+    return c
+
+
+def _error(app: APIGatewayRestResolver, e: FacegateError, operation: Operation | None) -> Response:
+    c = caller(app)
+    if operation is not None and not c.logged:
+        from facegate.service import default_service
+
+        default_service().log_failure(operation, c, e)
+    logger.info(
+        "request failed",
+        extra={"error_code": e.code, "status": e.status, "vendor": e.vendor, "vendor_code": e.vendor_code},
+    )
+    metrics.add_metric(name=f"Error_{e.code}", unit="Count", value=1)
+    return Response(
+        status_code=e.status,
+        content_type=content_types.APPLICATION_JSON,
+        body={"request_id": c.request_id, "error": e.body()},
+        headers={"X-Request-Id": c.request_id},
+    )
+
+
+def _from_validation(e: RequestValidationError) -> FacegateError:
+    """A caller-facing message built from field locations and pydantic's messages
+    only: the offending values (images, ID numbers) are never echoed back."""
+    errors = e.errors()
+    if any(err.get("type") == "json_invalid" for err in errors):
+        return MalformedJson("the request body is not valid JSON")
+    parts = []
+    for err in errors[:5]:
+        loc = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body",))
+        msg = _SAFE_MESSAGES.get(err.get("type", ""), err.get("msg", "is invalid"))
+        if err.get("type") == "value_error":
+            msg = str(err.get("msg", "")).removeprefix("Value error, ")
+        parts.append(f"{loc or 'body'}: {msg}")
+    more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+    return InvalidRequest("invalid request: " + "; ".join(parts) + more)
+
+
+# Pydantic's own messages for these can quote the input; ours never do.
+_SAFE_MESSAGES = {
+    "missing": "is required",
+    "extra_forbidden": "is not a known field",
+    "literal_error": "is not one of the allowed values",
+    "string_type": "must be a string",
+    "string_too_short": "is too short",
+    "string_too_long": "is too long",
+    "int_type": "must be an integer",
+    "int_parsing": "must be an integer",
+    "list_type": "must be a list",
+    "dict_type": "must be an object",
+    "model_type": "must be an object",
+    "model_attributes_type": "must be an object",
+    "greater_than_equal": "is too small",
+    "less_than_equal": "is too large",
+    "too_long": "has too many items",
+    "enum": "is not one of the allowed values",
+}

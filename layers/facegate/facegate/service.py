@@ -1,0 +1,506 @@
+"""The operations: choose vendor(s), prepare images, call, normalise, log.
+
+Everything the caller sent is validated before any vendor is called: the request
+model, the vendor choice and its options, identity fields, and every image
+(decoded and checked once, whichever vendor ends up using it). Every call, success
+or failure, leaves exactly one record in the results log.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets as _secrets
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+from pydantic import BaseModel
+
+from facegate import images as imagelib
+from facegate.config import Settings, settings
+from facegate.errors import (
+    FacegateError,
+    ImageTooLarge,
+    ImageUnavailable,
+    InternalError,
+    InvalidOption,
+    InvalidRequest,
+    UnsupportedOperation,
+    VendorError,
+    VendorNotConfigured,
+)
+from facegate.models import (
+    Attempt,
+    Box,
+    CompareRequest,
+    CompareResponse,
+    DetectRequest,
+    DetectResponse,
+    Face,
+    FeaturesRequest,
+    FeaturesResponse,
+    ImageInput,
+    Operation,
+    Routing,
+    VendorInfo,
+    VendorsResponse,
+    VerifyIdentityRequest,
+    VerifyIdentityResponse,
+)
+from facegate.secrets import is_configured, load_credentials
+from facegate.store import ResultRecord, ResultsStore, default_store, now
+from facegate.transport import Timeouts, Transport
+from facegate.vendors import vendor_class, vendor_ids
+from facegate.vendors.base import CallContext, CompareOutcome, HttpVendor, Identity, ImageRef, Vendor, decide
+
+
+@dataclass
+class Caller:
+    """Who is asking, and by when the answer must be out."""
+
+    request_id: str
+    api_key_id: str | None = None
+    deadline: float | None = None  # time.monotonic() value
+    started: float = field(default_factory=time.monotonic)
+    batch_id: str | None = None
+    batch_line: int | None = None
+    logged: bool = False  # its results-log record is written (exactly one per call)
+
+    def elapsed_ms(self) -> int:
+        return int((time.monotonic() - self.started) * 1000)
+
+
+@dataclass
+class Call:
+    """The bookkeeping of one operation, whatever its outcome; becomes the log record."""
+
+    operation: Operation
+    caller: Caller
+    fingerprints: list[str] = field(default_factory=list)
+    attempts: list[Attempt] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Service:
+    def __init__(
+        self,
+        cfg: Settings | None = None,
+        store: ResultsStore | None = None,
+        transport: Transport | None = None,
+        credentials: Callable[[type[Vendor]], Any] | None = None,
+    ):
+        self.cfg = cfg or settings()
+        self.store = store or default_store()
+        self.transport = transport or Transport(Timeouts(self.cfg.connect_timeout, self.cfg.read_timeout))
+        self._credentials = credentials or (lambda cls: load_credentials(cls, self.cfg))
+        self._vendors: dict[str, tuple[Any, Vendor]] = {}
+
+    # --- operations -------------------------------------------------------------------
+
+    def compare(self, req: CompareRequest, caller: Caller) -> CompareResponse:
+        call = Call(Operation.COMPARE, caller)
+        return self._run(call, lambda: self._compare(req, call))
+
+    def detect(self, req: DetectRequest, caller: Caller) -> DetectResponse:
+        call = Call(Operation.DETECT, caller)
+        return self._run(call, lambda: self._detect(req, call))
+
+    def features(self, req: FeaturesRequest, caller: Caller) -> FeaturesResponse:
+        call = Call(Operation.FEATURES, caller)
+        return self._run(call, lambda: self._features(req, call))
+
+    def verify_identity(self, req: VerifyIdentityRequest, caller: Caller) -> VerifyIdentityResponse:
+        call = Call(Operation.VERIFY_IDENTITY, caller)
+        return self._run(call, lambda: self._verify_identity(req, call))
+
+    def result(self, request_id: str) -> ResultRecord:
+        return self.store.get(request_id)
+
+    def vendors(self) -> VendorsResponse:
+        infos = []
+        for vid in vendor_ids():
+            cls = vendor_class(vid)
+            infos.append(
+                VendorInfo(
+                    id=vid,
+                    name=cls.name,
+                    operations=sorted(cls.operations, key=list(Operation).index),
+                    configured=is_configured(cls, self.cfg),
+                    default=vid == self.cfg.default_vendor,
+                )
+            )
+        return VendorsResponse(vendors=infos, default_vendor=self.cfg.default_vendor)
+
+    def log_failure(self, operation: Operation, caller: Caller, error: FacegateError) -> None:
+        """For failures that happen before the service runs (e.g. request validation)."""
+        self._log(Call(operation, caller), error=error)
+
+    # --- the operations' bodies ------------------------------------------------------
+
+    def _compare(self, req: CompareRequest, call: Call) -> CompareResponse:
+        plan = self._plan(call.operation, req)
+        inputs = _Inputs(self, [req.image1, req.image2], call)
+        for v in plan:
+            inputs.check_for(v.vendor_class)
+
+        def attempt(vendor: Vendor, ctx: CallContext) -> CompareOutcome:
+            refs = inputs.refs_for(vendor)
+            return vendor.compare(refs[0], refs[1], ctx)
+
+        vendor, outcome = self._route(call, plan, attempt, security_level=req.security_level)
+        return CompareResponse(
+            **self._verdict(vendor.id, outcome, req.security_level), **self._common(call, vendor, outcome)
+        )
+
+    def _verify_identity(self, req: VerifyIdentityRequest, call: Call) -> VerifyIdentityResponse:
+        from facegate.identity import (
+            fingerprint,
+            mask_id_number,
+            mask_name,
+            validate_id_number,
+            validate_name,
+        )
+
+        # Identity first: an invalid ID number must never reach a (billing) vendor.
+        identity = Identity(name=validate_name(req.name), id_number=validate_id_number(req.id_number))
+        masked = {
+            "name_masked": mask_name(identity.name),
+            "id_number_masked": mask_id_number(identity.id_number),
+        }
+        call.extra.update(masked, id_number_hmac=fingerprint(identity.id_number))
+        plan = self._plan(call.operation, req)
+        inputs = _Inputs(self, [req.image], call)
+        for v in plan:
+            inputs.check_for(v.vendor_class)
+
+        def attempt(vendor: Vendor, ctx: CallContext) -> CompareOutcome:
+            return vendor.verify_identity(identity, inputs.refs_for(vendor)[0], ctx)
+
+        vendor, outcome = self._route(call, plan, attempt, security_level=req.security_level)
+        return VerifyIdentityResponse(
+            **self._verdict(vendor.id, outcome, req.security_level),
+            **self._common(call, vendor, outcome),
+            **masked,
+        )
+
+    def _detect(self, req: DetectRequest, call: Call) -> DetectResponse:
+        plan = self._plan(call.operation, req)
+        inputs = _Inputs(self, [req.image], call)
+        for v in plan:
+            inputs.check_for(v.vendor_class)
+
+        def attempt(vendor: Vendor, ctx: CallContext):
+            return vendor.detect(inputs.refs_for(vendor)[0], req.max_faces, ctx)
+
+        vendor, outcome = self._route(call, plan, attempt)
+        faces = [
+            Face(box=Box(left=f.left, top=f.top, width=f.width, height=f.height), confidence=f.confidence)
+            for f in outcome.faces[: req.max_faces]
+        ]
+        call.extra["face_count"] = len(faces)
+        image = inputs.decoded(0)
+        return DetectResponse(
+            faces=faces,
+            face_count=len(faces),
+            image_width=image.width if image else None,
+            image_height=image.height if image else None,
+            **self._common(call, vendor, outcome),
+        )
+
+    def _features(self, req: FeaturesRequest, call: Call) -> FeaturesResponse:
+        plan = self._plan(call.operation, req)
+        inputs = _Inputs(self, [req.image], call)
+        for v in plan:
+            inputs.check_for(v.vendor_class)
+
+        def attempt(vendor: Vendor, ctx: CallContext):
+            return vendor.features(inputs.refs_for(vendor)[0], ctx)
+
+        vendor, outcome = self._route(call, plan, attempt)
+        call.extra["dimension"] = len(outcome.embedding)
+        return FeaturesResponse(
+            embedding=outcome.embedding,
+            dimension=len(outcome.embedding),
+            model=outcome.model,
+            **self._common(call, vendor, outcome),
+        )
+
+    # --- vendor choice, routing -------------------------------------------------------
+
+    def _plan(self, op: Operation, req: Routing) -> list[_Planned]:
+        """The vendors to try, in order, each checked and its options validated, before
+        anything is called."""
+        ids = [req.vendor or self.cfg.default_vendor]
+        ids += [
+            v
+            for v in (req.fallback if req.fallback else ([] if req.vendor else self.cfg.fallback))
+            if v not in ids
+        ]
+        unknown = set(req.options) - set(ids)
+        if unknown:
+            raise InvalidOption(
+                "options are keyed by vendor id and must name a vendor this request may use: "
+                + ", ".join(sorted(unknown))
+            )
+        plan = []
+        for i, vid in enumerate(ids):
+            cls = vendor_class(vid)
+            if op not in cls.operations:
+                where = "vendor" if i == 0 else "fallback vendor"
+                raise UnsupportedOperation(f"{where} '{vid}' does not offer {op.value}", vendor=vid)
+            opts = req.options.get(vid, {})
+            if not isinstance(opts, dict):
+                raise InvalidOption(f"options for vendor '{vid}' must be an object")
+            plan.append(_Planned(cls, cls.parse_options(opts)))
+        return plan
+
+    def _vendor(self, cls: type[Vendor]) -> Vendor:
+        creds = self._credentials(cls)
+        if cls.credentials_model is not None and creds is None:
+            raise VendorNotConfigured(f"vendor '{cls.id}' is not configured", vendor=cls.id)
+        cached = self._vendors.get(cls.id)
+        if cached is not None and cached[0] == creds:
+            return cached[1]
+        vendor = cls(creds, self.transport) if issubclass(cls, HttpVendor) else cls(creds)
+        self._vendors[cls.id] = (creds, vendor)
+        return vendor
+
+    def _route(self, call: Call, plan: Sequence[_Planned], attempt: Callable, security_level: str = "normal"):
+        """Try each vendor in turn; move on only when a vendor gave no answer."""
+        last: VendorError | None = None
+        for planned in plan:
+            started = time.monotonic()
+            vendor_id = planned.vendor_class.id
+            try:
+                vendor = self._vendor(planned.vendor_class)
+                ctx = CallContext(
+                    now=now(),
+                    nonce=_secrets.token_hex(16),
+                    request_id=call.caller.request_id,
+                    security_level=security_level,  # type: ignore[arg-type]
+                    options=planned.options,
+                    deadline=call.caller.deadline,
+                )
+                outcome = attempt(vendor, ctx)
+            except FacegateError as e:
+                e.vendor = e.vendor or vendor_id
+                call.attempts.append(_attempt(vendor_id, e.code, e.billed, started))
+                if isinstance(e, VendorError) and e.failover:
+                    last = e
+                    continue
+                raise
+            call.attempts.append(_attempt(vendor_id, "ok", outcome.billed, started))
+            return vendor, outcome
+        assert last is not None
+        raise last
+
+    # --- results ---------------------------------------------------------------------
+
+    def _verdict(self, vendor_id: str, outcome: CompareOutcome, level: str) -> dict[str, Any]:
+        override = self.cfg.thresholds.get(vendor_id, {}).get(level)  # type: ignore[call-overload]
+        decision, threshold = decide(outcome, level, override)  # type: ignore[arg-type]
+        return {
+            "decision": decision,
+            "match": None if decision == "uncertain" else decision == "match",
+            "similarity": round(min(1.0, max(0.0, outcome.similarity)), 4),
+            "threshold": round(threshold, 4),
+            "security_level": level,
+            "vendor_score": outcome.vendor_score,
+        }
+
+    def _common(self, call: Call, vendor: Vendor, outcome: Any) -> dict[str, Any]:
+        extra = getattr(outcome, "extra", None) or {}
+        return {
+            "request_id": call.caller.request_id,
+            "operation": call.operation,
+            "vendor": vendor.id,
+            "latency_ms": call.caller.elapsed_ms(),
+            "vendor_request_id": outcome.vendor_request_id,
+            "billed": outcome.billed,
+            "attempts": call.attempts,
+            **({"face_tokens": extra["face_tokens"]} if "face_tokens" in extra else {}),
+        }
+
+    def _run(self, call: Call, body: Callable[[], BaseModel]):
+        try:
+            response = body()
+        except FacegateError as e:
+            self._log(call, error=e)
+            raise
+        except Exception as e:
+            self._log(call, error=InternalError("internal error"))
+            raise e
+        self._log(call, response=response)
+        return response
+
+    def _log(self, call: Call, response: BaseModel | None = None, error: FacegateError | None = None) -> None:
+        r = response.model_dump() if response is not None else {}
+        created = now()
+        record = ResultRecord(
+            request_id=call.caller.request_id,
+            operation=call.operation,
+            status="ok" if error is None else "error",
+            http_status=200 if error is None else error.status,
+            vendor=r.get("vendor") or (error.vendor if error else None),
+            decision=r.get("decision"),
+            similarity=r.get("similarity"),
+            threshold=r.get("threshold"),
+            security_level=r.get("security_level"),
+            vendor_score=r.get("vendor_score"),
+            vendor_request_id=r.get("vendor_request_id"),
+            billed=_billed(call.attempts) if call.attempts else (error.billed if error else None),
+            latency_ms=call.caller.elapsed_ms(),
+            error_code=error.code if error else None,
+            vendor_code=error.vendor_code if error else None,
+            image_sha256=call.fingerprints,
+            attempts=call.attempts,
+            api_key_id=call.caller.api_key_id,
+            batch_id=call.caller.batch_id,
+            batch_line=call.caller.batch_line,
+            created_at=created,
+            expires_at=self.store.expiry(created),
+            **call.extra,
+        )
+        call.caller.logged = True
+        try:
+            self.store.put(record)
+        except Exception:
+            # The caller still gets the answer they may have paid for; the failure is
+            # logged (without request data) and counted for alarms.
+            from facegate.observability import logger, metrics
+
+            logger.exception("results log write failed", extra={"request_id": call.caller.request_id})
+            metrics.add_metric(name="ResultsLogWriteFailed", unit="Count", value=1)
+
+
+@dataclass(frozen=True)
+class _Planned:
+    vendor_class: type[Vendor]
+    options: BaseModel | None
+
+
+def _attempt(vendor: str, outcome: str, billed: bool | None, started: float) -> Attempt:
+    return Attempt(
+        vendor=vendor, outcome=outcome, billed=billed, latency_ms=int((time.monotonic() - started) * 1000)
+    )
+
+
+def _billed(attempts: list[Attempt]) -> bool | None:
+    """True if any attempt was billed, None if any might have been, else False."""
+    if any(a.billed for a in attempts):
+        return True
+    if any(a.billed is None for a in attempts):
+        return None
+    return False
+
+
+class _Inputs:
+    """The request's images, each fetched and decoded at most once, then fitted to
+    each vendor's limits as that vendor is tried."""
+
+    def __init__(self, service: Service, inputs: list[ImageInput], call: Call):
+        self.service = service
+        self.inputs = inputs
+        self.call = call
+        self._decoded: list[imagelib.Image | None] = [None] * len(inputs)
+        for i, inp in enumerate(inputs):
+            if inp.kind == "base64":
+                self._decoded[i] = imagelib.load_bytes(imagelib.decode_base64(inp.base64 or ""))
+            elif inp.kind == "s3":
+                self._decoded[i] = imagelib.load_bytes(self._s3_bytes(inp))
+            elif inp.kind == "url":
+                self._check_url(inp.url or "")
+        call.fingerprints.extend(self._fingerprint(i) for i in range(len(inputs)))
+
+    def _fingerprint(self, i: int) -> str:
+        image = self._decoded[i]
+        if image is not None:
+            return image.sha256
+        inp = self.inputs[i]
+        return hashlib.sha256((inp.url or inp.face_token or "").encode()).hexdigest()
+
+    def decoded(self, i: int) -> imagelib.Image | None:
+        return self._decoded[i]
+
+    def check_for(self, cls: type[Vendor]) -> None:
+        """Refuse inputs a planned vendor could never take, before any call."""
+        for inp in self.inputs:
+            if inp.kind == "face_token" and cls.id != "kuaidi100":
+                raise InvalidRequest(f"face_token images are only accepted by kuaidi100, not '{cls.id}'")
+
+    def refs_for(self, vendor: Vendor) -> list[ImageRef]:
+        sends_bytes = [self._sends_bytes(inp, vendor) for inp in self.inputs]
+        total = vendor.limits.total_bytes
+        budget = total // sum(sends_bytes) if total and any(sends_bytes) else None
+        return [
+            ImageRef(image=imagelib.fit(self._image(i), vendor.limits, budget))
+            if as_bytes
+            else self._passthrough(inp)
+            for i, (inp, as_bytes) in enumerate(zip(self.inputs, sends_bytes, strict=True))
+        ]
+
+    @staticmethod
+    def _sends_bytes(inp: ImageInput, vendor: Vendor) -> bool:
+        return inp.kind in ("base64", "s3") or (inp.kind == "url" and not vendor.accepts_urls)
+
+    @staticmethod
+    def _passthrough(inp: ImageInput) -> ImageRef:
+        return ImageRef(face_token=inp.face_token) if inp.kind == "face_token" else ImageRef(url=inp.url)
+
+    def _image(self, i: int) -> imagelib.Image:
+        image = self._decoded[i]
+        if image is None:  # a URL, fetched only once a vendor needs its bytes
+            image = self._decoded[i] = imagelib.load_bytes(self._fetch_url(self.inputs[i].url or ""))
+        return image
+
+    def _check_url(self, url: str) -> None:
+        if url.lower().startswith("http://") and not self.service.cfg.allow_http_urls:
+            raise InvalidRequest("image URLs must use https://")
+
+    def _fetch_url(self, url: str) -> bytes:
+        import requests
+
+        try:
+            with self.service.transport.session.get(
+                url, timeout=(3.05, 10), stream=True, allow_redirects=True, verify=True
+            ) as r:
+                if r.status_code != 200:
+                    raise ImageUnavailable(f"the image URL answered HTTP {r.status_code}")
+                data = bytearray()
+                for chunk in r.iter_content(64 * 1024):
+                    data += chunk
+                    if len(data) > imagelib.MAX_IMAGE_BYTES:
+                        raise ImageTooLarge("the image at the URL is larger than the limit")
+                return bytes(data)
+        except requests.RequestException:
+            raise ImageUnavailable("the image URL could not be fetched") from None
+
+    def _s3_bytes(self, inp: ImageInput) -> bytes:
+        from botocore.exceptions import ClientError
+
+        assert inp.s3 is not None
+        bucket = inp.s3.bucket or self.service.cfg.bucket
+        if not bucket:
+            raise InvalidRequest("s3 images need a bucket (no default bucket is configured)")
+        try:
+            obj = _s3().get_object(Bucket=bucket, Key=inp.s3.key)
+        except ClientError as e:
+            code = e.response.get("Error", {}).get("Code", "")
+            raise ImageUnavailable(f"the S3 image could not be read ({code})") from None
+        if obj.get("ContentLength", 0) > imagelib.MAX_IMAGE_BYTES:
+            raise ImageTooLarge("the S3 image is larger than the limit")
+        return obj["Body"].read()
+
+
+@cache
+def _s3():
+    import boto3
+
+    return boto3.client("s3")
+
+
+@cache
+def default_service() -> Service:
+    return Service()

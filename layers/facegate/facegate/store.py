@@ -1,0 +1,98 @@
+"""The results log: one DynamoDB item per call, success or failure.
+
+An item holds what happened and nothing a caller sent: images appear only as
+SHA-256 fingerprints, identities only masked. Items expire after the stage's TTL.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from functools import cache
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from facegate.config import Settings, settings
+from facegate.errors import NotFound
+from facegate.models import Attempt, Decision, Operation, SecurityLevel
+
+
+class ResultRecord(BaseModel):
+    request_id: str
+    operation: Operation
+    status: Literal["ok", "error"]
+    http_status: int
+    vendor: str | None = Field(default=None, description="The vendor that answered, or the last one tried.")
+    decision: Decision | None = None
+    similarity: float | None = None
+    threshold: float | None = None
+    security_level: SecurityLevel | None = None
+    vendor_score: float | None = None
+    vendor_request_id: str | None = None
+    billed: bool | None = None
+    latency_ms: int
+    error_code: str | None = None
+    vendor_code: str | None = None
+    image_sha256: list[str] = Field(default_factory=list)
+    face_count: int | None = None
+    dimension: int | None = None
+    name_masked: str | None = None
+    id_number_masked: str | None = None
+    id_number_hmac: str | None = Field(
+        default=None, description="HMAC-SHA256 with the stage's pepper; absent without one."
+    )
+    attempts: list[Attempt] = Field(default_factory=list)
+    api_key_id: str | None = None
+    batch_id: str | None = None
+    batch_line: int | None = None
+    created_at: datetime
+    expires_at: int = Field(description="Epoch seconds; DynamoDB's TTL removes the item after it.")
+
+
+def _to_item(record: ResultRecord) -> dict[str, Any]:
+    # DynamoDB wants Decimal, not float; JSON round trip does it in one pass.
+    item = json.loads(record.model_dump_json(exclude_none=True), parse_float=Decimal)
+    return {k: v for k, v in item.items() if v != []}
+
+
+class ResultsStore:
+    def __init__(self, table_name: str, ttl_days: int = 90, resource: Any = None):
+        self.table_name = table_name
+        self.ttl_days = ttl_days
+        self._resource = resource
+        self._table = None
+
+    @property
+    def table(self):
+        if self._table is None:
+            if self._resource is None:
+                import boto3
+
+                self._resource = boto3.resource("dynamodb")
+            self._table = self._resource.Table(self.table_name)
+        return self._table
+
+    def expiry(self, created_at: datetime) -> int:
+        return int((created_at + timedelta(days=self.ttl_days)).timestamp())
+
+    def put(self, record: ResultRecord) -> None:
+        # A request id is written once: a second write would mean two calls shared one id.
+        self.table.put_item(Item=_to_item(record), ConditionExpression="attribute_not_exists(request_id)")
+
+    def get(self, request_id: str) -> ResultRecord:
+        item = self.table.get_item(Key={"request_id": request_id}, ConsistentRead=True).get("Item")
+        if item is None:
+            raise NotFound(f"no result with request_id '{request_id}'")
+        return ResultRecord.model_validate(item)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+@cache
+def default_store() -> ResultsStore:
+    cfg: Settings = settings()
+    return ResultsStore(cfg.results_table, cfg.result_ttl_days)

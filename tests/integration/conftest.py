@@ -1,0 +1,82 @@
+"""Handlers in-process against moto: the results table and vendor secrets as the
+template defines them."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import boto3
+import pytest
+from moto import mock_aws
+
+TABLE = "facegate-test-results"
+STAGE = "test"
+
+
+def _reset_caches() -> None:
+    from aws_lambda_powertools.utilities import parameters
+    from facegate import config, service, store
+
+    config.settings.cache_clear()
+    service.default_service.cache_clear()
+    store.default_store.cache_clear()
+    parameters.clear_caches()
+
+
+@pytest.fixture
+def aws(monkeypatch):
+    """Emulated AWS with the results table; yields a helper to put vendor secrets."""
+    monkeypatch.setenv("FACEGATE_STAGE", STAGE)
+    monkeypatch.setenv("FACEGATE_RESULTS_TABLE", TABLE)
+    monkeypatch.setenv("FACEGATE_DEFAULT_VENDOR", "local")
+    with mock_aws():
+        ddb = boto3.client("dynamodb")
+        ddb.create_table(
+            TableName=TABLE,
+            KeySchema=[{"AttributeName": "request_id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "request_id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        _reset_caches()
+        sm = boto3.client("secretsmanager")
+
+        class Aws:
+            table = boto3.resource("dynamodb").Table(TABLE)
+
+            @staticmethod
+            def put_secret(vendor: str, value: dict) -> None:
+                sm.create_secret(Name=f"facegate/{STAGE}/vendors/{vendor}", SecretString=json.dumps(value))
+
+            def records(self) -> list[dict]:
+                return self.table.scan(ConsistentRead=True)["Items"]
+
+        yield Aws()
+        _reset_caches()
+
+
+@pytest.fixture
+def b64(face_bytes):
+    def encode(name: str) -> str:
+        return base64.b64encode(face_bytes(name)).decode()
+
+    return encode
+
+
+@pytest.fixture
+def call_api():
+    """call_api(op, method, path, body=None, raw_body=None, headers=None, **event_kw) -> (status, body)."""
+    import json as _json
+
+    from facegate_local.lambda_runtime import api_event, invoke, load_handler
+
+    def call(op, method, path, body=None, *, raw_body=None, headers=None, **kw):
+        text = raw_body if raw_body is not None else (None if body is None else _json.dumps(body))
+        hdrs = {"Content-Type": "application/json", "x-api-key": "test-key"} if headers is None else headers
+        event = api_event(
+            method, path, text, headers=hdrs, stage="dev", api_key="test-key", api_key_id="test-key-id", **kw
+        )
+        status, _, parsed = invoke(load_handler(f"functions/{op}"), event, f"facegate-{op}")
+        return status, parsed
+
+    return call
