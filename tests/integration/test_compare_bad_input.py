@@ -7,7 +7,7 @@ import base64
 import io
 
 import pytest
-from facegate.service import Service
+from facegate.router import Router
 from PIL import Image
 
 
@@ -104,12 +104,12 @@ CASES = [
 def no_vendor_calls(monkeypatch):
     calls = []
 
-    def spy(self, call, plan, attempt, **kw):
-        calls.append(call)
-        return original(self, call, plan, attempt, **kw)
+    def spy(self, planned, *args, **kw):
+        calls.append(planned.id)
+        return original(self, planned, *args, **kw)
 
-    original = Service._route
-    monkeypatch.setattr(Service, "_route", spy)
+    original = Router._try  # every vendor call, whatever the strategy, goes through here
+    monkeypatch.setattr(Router, "_try", spy)
     return calls
 
 
@@ -125,6 +125,7 @@ def test_bad_input_is_refused_before_any_vendor(aws, call_api, no_vendor_calls, 
     if code == "VENDOR_NOT_CONFIGURED":
         # Routed, but refused before anything went out: no attempt reached the vendor.
         assert got["error"]["vendor"] == "shuxun"
+        assert no_vendor_calls == ["shuxun"]
     else:
         assert no_vendor_calls == []
     # Nothing is lost: the refusal is in the results log, without the request's data.

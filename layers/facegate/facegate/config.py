@@ -7,11 +7,15 @@
 | FACEGATE_DEFAULT_VENDOR | vendor used when a request names none | local |
 | FACEGATE_FALLBACK | comma-separated default fallback order | (none) |
 | FACEGATE_RESULT_TTL_DAYS | days a results-log record is kept | 90 |
-| FACEGATE_THRESHOLDS | JSON ``{"<vendor>": {"low"/"normal"/"high": similarity}}`` overrides | {} |
+| FACEGATE_THRESHOLDS | JSON ``{"<vendor>": {"<level>": similarity}}`` threshold overrides | {} |
 | FACEGATE_BUCKET | bucket for ``{"s3": {"key": …}}`` images without a bucket | (none) |
 | FACEGATE_ALLOW_HTTP_URLS | accept plain-http image URLs (local sandboxes only) | false |
 | FACEGATE_CONNECT_TIMEOUT / FACEGATE_READ_TIMEOUT | per-vendor HTTP timeouts, seconds | 3.05 / 10 |
 | FACEGATE_SECRETS_MAX_AGE | seconds a fetched secret is cached in a warm container | 300 |
+| FACEGATE_VENDOR_TIMEOUTS | JSON ``{"<vendor>": {"connect": s, "read": s}}`` per-vendor overrides | {} |
+| FACEGATE_MAX_RETRIES | retries of one vendor, only when it cannot have billed | 1 |
+| FACEGATE_STATE_TABLE | DynamoDB table of shared vendor health (cooldowns); in memory without | (none) |
+| FACEGATE_COOLDOWN_FAILURES / _WINDOW_S / _S | failures in the window that open a cooldown; its length | 5 / 60 / 30 |
 """
 
 from __future__ import annotations
@@ -38,6 +42,11 @@ def _json(v: object) -> object:
     return v
 
 
+class Timeout(BaseModel):
+    connect: float = Field(default=3.05, gt=0, le=10)
+    read: float = Field(default=10.0, gt=0, le=28)
+
+
 class Settings(BaseModel):
     stage: str = "dev"
     results_table: str = "facegate-results"
@@ -52,6 +61,12 @@ class Settings(BaseModel):
     connect_timeout: float = Field(default=3.05, gt=0, le=10)
     read_timeout: float = Field(default=10.0, gt=0, le=28)
     secrets_max_age: int = Field(default=300, ge=0)
+    vendor_timeouts: Annotated[dict[VendorId, Timeout], BeforeValidator(_json)] = Field(default_factory=dict)
+    max_retries: int = Field(default=1, ge=0, le=3)
+    state_table: str | None = None
+    cooldown_failures: int = Field(default=5, ge=1)
+    cooldown_window_s: float = Field(default=60.0, gt=0)
+    cooldown_s: float = Field(default=30.0, gt=0)
 
     def secret_name(self, vendor_id: str) -> str:
         assert vendor_id in VENDOR_IDS

@@ -85,10 +85,31 @@ class Routing(Strict):
         return v
 
 
+class ConsensusSpec(Strict):
+    vendors: Annotated[list[VendorId], Field(min_length=2, max_length=5)]
+    rule: Literal["all", "majority"] = "majority"
+
+    @field_validator("vendors")
+    @classmethod
+    def _distinct(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError("consensus lists each vendor at most once")
+        return v
+
+
 class CompareRequest(Routing):
     image1: ImageInput
     image2: ImageInput
     security_level: SecurityLevel = "normal"
+    consensus: ConsensusSpec | None = Field(
+        default=None, description="Ask several vendors at once and combine their decisions."
+    )
+
+    @model_validator(mode="after")
+    def _one_strategy(self) -> Self:
+        if self.consensus is not None and (self.vendor is not None or self.fallback):
+            raise ValueError("consensus names its own vendors: leave out vendor and fallback")
+        return self
 
 
 class DetectRequest(Routing):
@@ -108,6 +129,15 @@ class VerifyIdentityRequest(Routing):
 
 
 # --- responses ------------------------------------------------------------------------
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    retryable: bool
+    vendor: str | None = None
+    vendor_code: str | None = None
+    vendor_message: str | None = None
 
 
 class Attempt(BaseModel):
@@ -136,7 +166,26 @@ class Verdict(BaseModel):
     vendor_score: float | None = Field(default=None, description="The vendor's own score, unscaled.")
 
 
+class VendorVerdict(BaseModel):
+    """One vendor's part in a consensus: its verdict, or the error it gave."""
+
+    vendor: str
+    decision: Decision | None = None
+    match: bool | None = None
+    similarity: float | None = None
+    threshold: float | None = None
+    security_level: SecurityLevel | None = None
+    vendor_score: float | None = None
+    vendor_request_id: str | None = None
+    billed: bool | None = None
+    error: ErrorBody | None = None
+
+
 class CompareResponse(Response, Verdict):
+    consensus_rule: Literal["all", "majority"] | None = None
+    verdicts: list[VendorVerdict] | None = Field(
+        default=None, description="Consensus only: every vendor's answer."
+    )
     face_tokens: dict[str, str] | None = Field(
         default=None, description='Kuaidi100 only: tokens to send back later as {"face_token": ...} images.'
     )
@@ -172,15 +221,6 @@ class FeaturesResponse(Response):
     model: str
 
 
-class ErrorBody(BaseModel):
-    code: str
-    message: str
-    retryable: bool
-    vendor: str | None = None
-    vendor_code: str | None = None
-    vendor_message: str | None = None
-
-
 class ErrorResponse(BaseModel):
     request_id: str
     error: ErrorBody
@@ -192,6 +232,9 @@ class VendorInfo(BaseModel):
     operations: list[Operation]
     configured: bool
     default: bool = False
+    health: dict[str, Any] | None = Field(
+        default=None, description="Cooldown state: closed (healthy), open (skipped) or half_open (probing)."
+    )
 
 
 class VendorsResponse(BaseModel):

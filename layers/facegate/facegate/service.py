@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import secrets as _secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from facegate import images as imagelib
 from facegate.config import Settings, settings
 from facegate.errors import (
+    CallerError,
     FacegateError,
     ImageTooLarge,
     ImageUnavailable,
@@ -28,16 +29,16 @@ from facegate.errors import (
     InvalidOption,
     InvalidRequest,
     UnsupportedOperation,
-    VendorError,
     VendorNotConfigured,
 )
+from facegate.health import CooldownPolicy, DynamoHealthBook, HealthBook, MemoryHealthBook
 from facegate.models import (
-    Attempt,
     Box,
     CompareRequest,
     CompareResponse,
     DetectRequest,
     DetectResponse,
+    ErrorBody,
     Face,
     FeaturesRequest,
     FeaturesResponse,
@@ -46,9 +47,11 @@ from facegate.models import (
     Routing,
     VendorInfo,
     VendorsResponse,
+    VendorVerdict,
     VerifyIdentityRequest,
     VerifyIdentityResponse,
 )
+from facegate.router import Attempts, Planned, RetryPolicy, Router, combine
 from facegate.secrets import is_configured, load_credentials
 from facegate.store import ResultRecord, ResultsStore, default_store, now
 from facegate.transport import Timeouts, Transport
@@ -79,7 +82,7 @@ class Call:
     operation: Operation
     caller: Caller
     fingerprints: list[str] = field(default_factory=list)
-    attempts: list[Attempt] = field(default_factory=list)
+    attempts: Attempts = field(default_factory=Attempts)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -90,12 +93,21 @@ class Service:
         store: ResultsStore | None = None,
         transport: Transport | None = None,
         credentials: Callable[[type[Vendor]], Any] | None = None,
+        health: HealthBook | None = None,
     ):
-        self.cfg = cfg or settings()
+        self.cfg = cfg = cfg or settings()
         self.store = store or default_store()
-        self.transport = transport or Transport(Timeouts(self.cfg.connect_timeout, self.cfg.read_timeout))
-        self._credentials = credentials or (lambda cls: load_credentials(cls, self.cfg))
+        self.transport = transport or Transport(
+            Timeouts(cfg.connect_timeout, cfg.read_timeout),
+            {v: Timeouts(t.connect, t.read) for v, t in cfg.vendor_timeouts.items()},
+        )
+        self._credentials = credentials or (lambda cls: load_credentials(cls, cfg))
         self._vendors: dict[str, tuple[Any, Vendor]] = {}
+        policy = CooldownPolicy(cfg.cooldown_failures, cfg.cooldown_window_s, cfg.cooldown_s)
+        self.health = health or (
+            DynamoHealthBook(cfg.state_table, policy) if cfg.state_table else MemoryHealthBook(policy)
+        )
+        self.router = Router(self.health, self._vendor, RetryPolicy(max_retries=cfg.max_retries))
 
     # --- operations -------------------------------------------------------------------
 
@@ -129,6 +141,7 @@ class Service:
                     operations=sorted(cls.operations, key=list(Operation).index),
                     configured=is_configured(cls, self.cfg),
                     default=vid == self.cfg.default_vendor,
+                    health=self.health.health(vid).as_dict(),
                 )
             )
         return VendorsResponse(vendors=infos, default_vendor=self.cfg.default_vendor)
@@ -141,17 +154,62 @@ class Service:
 
     def _compare(self, req: CompareRequest, call: Call) -> CompareResponse:
         plan = self._plan(call.operation, req)
-        inputs = _Inputs(self, [req.image1, req.image2], call)
-        for v in plan:
-            inputs.check_for(v.vendor_class)
+        inputs = _Inputs(self, [req.image1, req.image2], call, plan)
 
-        def attempt(vendor: Vendor, ctx: CallContext) -> CompareOutcome:
+        def attempt(vendor: Vendor, planned: Planned) -> CompareOutcome:
             refs = inputs.refs_for(vendor)
-            return vendor.compare(refs[0], refs[1], ctx)
+            return vendor.compare(refs[0], refs[1], self._ctx(call, planned, req.security_level))
 
-        vendor, outcome = self._route(call, plan, attempt, security_level=req.security_level)
+        if req.consensus is None:
+            vendor, outcome = self.router.first(plan, attempt, call.attempts, call.caller.deadline)
+            return CompareResponse(
+                **self._verdict(vendor.id, outcome, req.security_level),
+                **self._common(call, vendor.id, outcome),
+            )
+        return self._consensus(req, call, plan, attempt)
+
+    def _consensus(self, req: CompareRequest, call: Call, plan: list[Planned], attempt) -> CompareResponse:
+        """Ask every vendor at once; combine the answers by the request's rule. A caller
+        error from any vendor (e.g. no face) is the answer: the request is at fault."""
+        assert req.consensus is not None
+        results = self.router.every(plan, attempt, call.attempts, call.caller.deadline)
+        verdicts, answered = [], []
+        for vid, _, result in results:
+            if isinstance(result, FacegateError):
+                verdicts.append(
+                    VendorVerdict(vendor=vid, error=ErrorBody(**result.body()), billed=result.billed)
+                )
+                continue
+            v = self._verdict(vid, result, req.security_level)
+            answered.append(v)
+            verdicts.append(
+                VendorVerdict(
+                    vendor=vid, vendor_request_id=result.vendor_request_id, billed=result.billed, **v
+                )
+            )
+        caller_errors = [r for _, _, r in results if isinstance(r, CallerError)]
+        if caller_errors:
+            raise caller_errors[0]
+        if not answered:
+            raise next(r for _, _, r in results if isinstance(r, FacegateError))
+        decision = combine([v["decision"] for v in answered], len(plan), req.consensus.rule)
+        mean = lambda key: round(sum(v[key] for v in answered) / len(answered), 4)  # noqa: E731
+        call.extra["consensus"] = verdicts
         return CompareResponse(
-            **self._verdict(vendor.id, outcome, req.security_level), **self._common(call, vendor, outcome)
+            decision=decision,
+            match=None if decision == "uncertain" else decision == "match",
+            similarity=mean("similarity"),
+            threshold=mean("threshold"),
+            security_level=req.security_level,
+            vendor_score=None,
+            request_id=call.caller.request_id,
+            operation=call.operation,
+            vendor="+".join(vid for vid, _, r in results if not isinstance(r, FacegateError)),
+            latency_ms=call.caller.elapsed_ms(),
+            billed=call.attempts.billed(),
+            attempts=call.attempts.items,
+            consensus_rule=req.consensus.rule,
+            verdicts=verdicts,
         )
 
     def _verify_identity(self, req: VerifyIdentityRequest, call: Call) -> VerifyIdentityResponse:
@@ -171,30 +229,27 @@ class Service:
         }
         call.extra.update(masked, id_number_hmac=fingerprint(identity.id_number))
         plan = self._plan(call.operation, req)
-        inputs = _Inputs(self, [req.image], call)
-        for v in plan:
-            inputs.check_for(v.vendor_class)
+        inputs = _Inputs(self, [req.image], call, plan)
 
-        def attempt(vendor: Vendor, ctx: CallContext) -> CompareOutcome:
+        def attempt(vendor: Vendor, planned: Planned) -> CompareOutcome:
+            ctx = self._ctx(call, planned, req.security_level)
             return vendor.verify_identity(identity, inputs.refs_for(vendor)[0], ctx)
 
-        vendor, outcome = self._route(call, plan, attempt, security_level=req.security_level)
+        vendor, outcome = self.router.first(plan, attempt, call.attempts, call.caller.deadline)
         return VerifyIdentityResponse(
             **self._verdict(vendor.id, outcome, req.security_level),
-            **self._common(call, vendor, outcome),
+            **self._common(call, vendor.id, outcome),
             **masked,
         )
 
     def _detect(self, req: DetectRequest, call: Call) -> DetectResponse:
         plan = self._plan(call.operation, req)
-        inputs = _Inputs(self, [req.image], call)
-        for v in plan:
-            inputs.check_for(v.vendor_class)
+        inputs = _Inputs(self, [req.image], call, plan)
 
-        def attempt(vendor: Vendor, ctx: CallContext):
-            return vendor.detect(inputs.refs_for(vendor)[0], req.max_faces, ctx)
+        def attempt(vendor: Vendor, planned: Planned):
+            return vendor.detect(inputs.refs_for(vendor)[0], req.max_faces, self._ctx(call, planned))
 
-        vendor, outcome = self._route(call, plan, attempt)
+        vendor, outcome = self.router.first(plan, attempt, call.attempts, call.caller.deadline)
         faces = [
             Face(box=Box(left=f.left, top=f.top, width=f.width, height=f.height), confidence=f.confidence)
             for f in outcome.faces[: req.max_faces]
@@ -206,38 +261,37 @@ class Service:
             face_count=len(faces),
             image_width=image.width if image else None,
             image_height=image.height if image else None,
-            **self._common(call, vendor, outcome),
+            **self._common(call, vendor.id, outcome),
         )
 
     def _features(self, req: FeaturesRequest, call: Call) -> FeaturesResponse:
         plan = self._plan(call.operation, req)
-        inputs = _Inputs(self, [req.image], call)
-        for v in plan:
-            inputs.check_for(v.vendor_class)
+        inputs = _Inputs(self, [req.image], call, plan)
 
-        def attempt(vendor: Vendor, ctx: CallContext):
-            return vendor.features(inputs.refs_for(vendor)[0], ctx)
+        def attempt(vendor: Vendor, planned: Planned):
+            return vendor.features(inputs.refs_for(vendor)[0], self._ctx(call, planned))
 
-        vendor, outcome = self._route(call, plan, attempt)
+        vendor, outcome = self.router.first(plan, attempt, call.attempts, call.caller.deadline)
         call.extra["dimension"] = len(outcome.embedding)
         return FeaturesResponse(
             embedding=outcome.embedding,
             dimension=len(outcome.embedding),
             model=outcome.model,
-            **self._common(call, vendor, outcome),
+            **self._common(call, vendor.id, outcome),
         )
 
     # --- vendor choice, routing -------------------------------------------------------
 
-    def _plan(self, op: Operation, req: Routing) -> list[_Planned]:
+    def _plan(self, op: Operation, req: Routing) -> list[Planned]:
         """The vendors to try, in order, each checked and its options validated, before
         anything is called."""
-        ids = [req.vendor or self.cfg.default_vendor]
-        ids += [
-            v
-            for v in (req.fallback if req.fallback else ([] if req.vendor else self.cfg.fallback))
-            if v not in ids
-        ]
+        consensus = getattr(req, "consensus", None)
+        if consensus is not None:
+            ids = list(consensus.vendors)
+        else:
+            ids = [req.vendor or self._default_vendor(op)]
+            fallback = req.fallback if (req.fallback or req.vendor) else self.cfg.fallback
+            ids += [v for v in fallback if v not in ids and op in vendor_class(v).operations]
         unknown = set(req.options) - set(ids)
         if unknown:
             raise InvalidOption(
@@ -248,13 +302,36 @@ class Service:
         for i, vid in enumerate(ids):
             cls = vendor_class(vid)
             if op not in cls.operations:
-                where = "vendor" if i == 0 else "fallback vendor"
+                where = (
+                    "vendor"
+                    if i == 0 and consensus is None
+                    else "fallback vendor"
+                    if consensus is None
+                    else "consensus vendor"
+                )
                 raise UnsupportedOperation(f"{where} '{vid}' does not offer {op.value}", vendor=vid)
             opts = req.options.get(vid, {})
             if not isinstance(opts, dict):
                 raise InvalidOption(f"options for vendor '{vid}' must be an object")
-            plan.append(_Planned(cls, cls.parse_options(opts)))
+            plan.append(Planned(cls, cls.parse_options(opts)))
         return plan
+
+    def _default_vendor(self, op: Operation) -> str:
+        """The stage's default vendor, or for an operation it lacks (verify-identity on
+        the built-in engine) the first vendor that offers it."""
+        if op in vendor_class(self.cfg.default_vendor).operations:
+            return self.cfg.default_vendor
+        return next(v for v in vendor_ids() if op in vendor_class(v).operations)
+
+    def _ctx(self, call: Call, planned: Planned, security_level: str = "normal") -> CallContext:
+        return CallContext(
+            now=now(),
+            nonce=_secrets.token_hex(16),
+            request_id=call.caller.request_id,
+            security_level=security_level,  # type: ignore[arg-type]
+            options=planned.options,
+            deadline=call.caller.deadline,
+        )
 
     def _vendor(self, cls: type[Vendor]) -> Vendor:
         creds = self._credentials(cls)
@@ -266,35 +343,6 @@ class Service:
         vendor = cls(creds, self.transport) if issubclass(cls, HttpVendor) else cls(creds)
         self._vendors[cls.id] = (creds, vendor)
         return vendor
-
-    def _route(self, call: Call, plan: Sequence[_Planned], attempt: Callable, security_level: str = "normal"):
-        """Try each vendor in turn; move on only when a vendor gave no answer."""
-        last: VendorError | None = None
-        for planned in plan:
-            started = time.monotonic()
-            vendor_id = planned.vendor_class.id
-            try:
-                vendor = self._vendor(planned.vendor_class)
-                ctx = CallContext(
-                    now=now(),
-                    nonce=_secrets.token_hex(16),
-                    request_id=call.caller.request_id,
-                    security_level=security_level,  # type: ignore[arg-type]
-                    options=planned.options,
-                    deadline=call.caller.deadline,
-                )
-                outcome = attempt(vendor, ctx)
-            except FacegateError as e:
-                e.vendor = e.vendor or vendor_id
-                call.attempts.append(_attempt(vendor_id, e.code, e.billed, started))
-                if isinstance(e, VendorError) and e.failover:
-                    last = e
-                    continue
-                raise
-            call.attempts.append(_attempt(vendor_id, "ok", outcome.billed, started))
-            return vendor, outcome
-        assert last is not None
-        raise last
 
     # --- results ---------------------------------------------------------------------
 
@@ -310,16 +358,16 @@ class Service:
             "vendor_score": outcome.vendor_score,
         }
 
-    def _common(self, call: Call, vendor: Vendor, outcome: Any) -> dict[str, Any]:
+    def _common(self, call: Call, vendor_id: str, outcome: Any) -> dict[str, Any]:
         extra = getattr(outcome, "extra", None) or {}
         return {
             "request_id": call.caller.request_id,
             "operation": call.operation,
-            "vendor": vendor.id,
+            "vendor": vendor_id,
             "latency_ms": call.caller.elapsed_ms(),
             "vendor_request_id": outcome.vendor_request_id,
-            "billed": outcome.billed,
-            "attempts": call.attempts,
+            "billed": call.attempts.billed(),
+            "attempts": call.attempts.items,
             **({"face_tokens": extra["face_tokens"]} if "face_tokens" in extra else {}),
         }
 
@@ -350,12 +398,12 @@ class Service:
             security_level=r.get("security_level"),
             vendor_score=r.get("vendor_score"),
             vendor_request_id=r.get("vendor_request_id"),
-            billed=_billed(call.attempts) if call.attempts else (error.billed if error else None),
+            billed=call.attempts.billed() if call.attempts.items else (error.billed if error else None),
             latency_ms=call.caller.elapsed_ms(),
             error_code=error.code if error else None,
             vendor_code=error.vendor_code if error else None,
             image_sha256=call.fingerprints,
-            attempts=call.attempts,
+            attempts=call.attempts.items,
             api_key_id=call.caller.api_key_id,
             batch_id=call.caller.batch_id,
             batch_line=call.caller.batch_line,
@@ -375,32 +423,13 @@ class Service:
             metrics.add_metric(name="ResultsLogWriteFailed", unit="Count", value=1)
 
 
-@dataclass(frozen=True)
-class _Planned:
-    vendor_class: type[Vendor]
-    options: BaseModel | None
-
-
-def _attempt(vendor: str, outcome: str, billed: bool | None, started: float) -> Attempt:
-    return Attempt(
-        vendor=vendor, outcome=outcome, billed=billed, latency_ms=int((time.monotonic() - started) * 1000)
-    )
-
-
-def _billed(attempts: list[Attempt]) -> bool | None:
-    """True if any attempt was billed, None if any might have been, else False."""
-    if any(a.billed for a in attempts):
-        return True
-    if any(a.billed is None for a in attempts):
-        return None
-    return False
-
-
 class _Inputs:
     """The request's images, each fetched and decoded at most once, then fitted to
     each vendor's limits as that vendor is tried."""
 
-    def __init__(self, service: Service, inputs: list[ImageInput], call: Call):
+    def __init__(self, service: Service, inputs: list[ImageInput], call: Call, plan: list[Planned]):
+        for planned in plan:
+            self.check_for(inputs, planned.vendor_class)
         self.service = service
         self.inputs = inputs
         self.call = call
@@ -424,9 +453,10 @@ class _Inputs:
     def decoded(self, i: int) -> imagelib.Image | None:
         return self._decoded[i]
 
-    def check_for(self, cls: type[Vendor]) -> None:
+    @staticmethod
+    def check_for(inputs: list[ImageInput], cls: type[Vendor]) -> None:
         """Refuse inputs a planned vendor could never take, before any call."""
-        for inp in self.inputs:
+        for inp in inputs:
             if inp.kind == "face_token" and cls.id != "kuaidi100":
                 raise InvalidRequest(f"face_token images are only accepted by kuaidi100, not '{cls.id}'")
 

@@ -7,11 +7,16 @@ facegate's signer.
 
 from __future__ import annotations
 
+import base64
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from urllib.parse import quote, unquote
 
 import pytest
+import requests
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding
 from facegate import images
 from facegate.errors import (
     NoFace,
@@ -34,10 +39,20 @@ FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "zoloz"
 REQUEST_ID = "01HV3K8Z6Q4WJ9T2B5N7XRCM0D"
 
 
-@pytest.fixture
-def sandbox():
+@pytest.fixture(scope="module")
+def _server():
+    # One server for the module (stopping one waits out its 0.5 s poll); each test
+    # gets it back clean.
     with ZolozSandbox(timeout_s=1.5) as sb:
         yield sb
+
+
+@pytest.fixture
+def sandbox(_server):
+    _server.reset()
+    _server.score = 88.2
+    yield _server
+    _server.reset()
 
 
 @pytest.fixture
@@ -207,13 +222,103 @@ def test_faults(sandbox, transport, refs, encrypt, fault, error, code):
     assert vendor.compare(*refs(), ctx()).billed is True
 
 
-def test_timeout(sandbox, refs):
-    sandbox.fail_next("timeout")
+def test_timeout(refs):
+    # Its own sandbox: the stalled handler thread outlives the test.
     short = Transport(Timeouts(connect=1.0, read=0.3))
-    try:
+    with ZolozSandbox(timeout_s=1.0) as stalled:
+        stalled.fail_next("timeout")
         with pytest.raises(VendorTimeout) as e:
-            adapter(sandbox, short).compare(*refs(), ctx())
-    finally:
-        short.close()
+            adapter(stalled, short).compare(*refs(), ctx())
+    short.close()
     assert e.value.sent is True
     assert e.value.billed is None
+
+
+# --- the sandbox on its own: raw requests signed here with cryptography ---------------------------
+
+
+def _raw_post(sandbox, body: bytes, *, path: str = "/api/v1/zoloz/facecompare/compare", **headers):
+    key = serialization.load_pem_private_key(
+        sandbox.default_credentials()["merchant_private_key"].encode(), None
+    )
+    time_str = headers.pop("request_time", datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S+0000"))
+    content = f"POST {path}\n2188000123456789.{time_str}.".encode() + body
+    raw_sig = base64.b64encode(key.sign(content, padding.PKCS1v15(), hashes.SHA256())).decode()
+    sent = {
+        "Content-Type": "application/json; charset=UTF-8",
+        "Client-Id": "2188000123456789",
+        "Request-Time": time_str,
+        "Signature": f"algorithm=RSA256, signature={headers.pop('signature', quote(raw_sig, safe=''))}",
+        **headers,
+    }
+    r = requests.post(sandbox.url + path, data=body, headers=sent, timeout=5)
+    return r, raw_sig
+
+
+def _raw_body(face_bytes, **over) -> bytes:
+    content = base64.b64encode(face_bytes("obama.jpg")).decode()
+    payload = {"bizId": "raw-1", "face1": {"content": content}, "face2": {"content": content}, **over}
+    return json.dumps(payload).encode()
+
+
+def test_raw_the_pages_time_spelling_and_an_unencoded_signature_are_accepted(sandbox, face_bytes):
+    body = _raw_body(face_bytes)
+    now = datetime.now(UTC).astimezone(timezone(timedelta(hours=5, minutes=30)))
+    time_str = now.strftime("%Y-%m-%dT%H:%M:%S+05:30")
+    key = serialization.load_pem_private_key(
+        sandbox.default_credentials()["merchant_private_key"].encode(), None
+    )
+    content = f"POST /api/v1/zoloz/facecompare/compare\n2188000123456789.{time_str}.".encode() + body
+    raw_sig = base64.b64encode(key.sign(content, padding.PKCS1v15(), hashes.SHA256())).decode()
+    r, _ = _raw_post(sandbox, body, request_time=time_str, signature=raw_sig)
+    assert r.json()["result"]["resultCode"] == "SUCCESS"
+    assert r.json()["score"] == 100.0
+
+
+def test_raw_answers_are_signed_with_the_zoloz_key_the_credentials_name(sandbox, face_bytes):
+    r, _ = _raw_post(sandbox, _raw_body(face_bytes))
+    public = serialization.load_pem_public_key(sandbox.default_credentials()["zoloz_public_key"].encode())
+    content = (
+        f"POST /api/v1/zoloz/facecompare/compare\n2188000123456789.{r.headers['Response-Time']}.".encode()
+        + r.content
+    )
+    signature = unquote(r.headers["Signature"].split("signature=", 1)[1])
+    public.verify(base64.b64decode(signature), content, padding.PKCS1v15(), hashes.SHA256())
+    assert r.headers["Response-Time"].endswith("+0800")
+
+
+@pytest.mark.parametrize(
+    ("over", "code", "why"),
+    [
+        ({"bizId": ""}, "INVALID_ARGUMENT", "bizId is null or empty"),
+        ({"bizId": "x" * 33}, "PARAM_ILLEGAL", "bizId is longer than 32 bytes"),
+        ({"sourceOfFace2": "PASSPORT"}, "PARAM_ILLEGAL", "sourceOfFace2 is neither SELFIE nor a docType"),
+        ({"face2": {"content": ""}}, "UNABLE_GET_IMAGE", "face2.content is null or empty"),
+        (
+            {"face2": {"content": "bm90IGFuIGltYWdl"}},
+            "UNABLE_GET_IMAGE",
+            "face2.content is not a JPG, PNG or BMP image",
+        ),
+    ],
+)
+def test_raw_field_checks(sandbox, face_bytes, over, code, why):
+    r, _ = _raw_post(sandbox, _raw_body(face_bytes, **over))
+    assert r.json()["result"]["resultCode"] == code
+    assert sandbox.rejected == [why]
+    assert sandbox.billed == 0
+
+
+def test_raw_an_unknown_path_is_no_interface(sandbox, face_bytes):
+    r, _ = _raw_post(sandbox, _raw_body(face_bytes), path="/api/v1/zoloz/facecompare/other")
+    assert r.json()["result"]["resultCode"] == "NO_INTERFACE_DEF"
+
+
+def test_raw_a_plain_body_declared_encrypted_is_refused(sandbox, face_bytes):
+    r, _ = _raw_post(sandbox, _raw_body(face_bytes), Encrypt="algorithm=RSA_AES, symmetricKey=AAAA")
+    assert r.json()["result"]["resultCode"] == "MSG_PARSE_ERROR"
+    assert sandbox.rejected == ["Content-Type is not text/plain; charset=UTF-8"]
+
+
+def test_raw_text_plain_without_encryption_is_refused(sandbox, face_bytes):
+    r, _ = _raw_post(sandbox, _raw_body(face_bytes), **{"Content-Type": "text/plain; charset=UTF-8"})
+    assert r.json()["result"]["resultCode"] == "MSG_PARSE_ERROR"

@@ -566,6 +566,19 @@ def test_a_signed_success_from_before_the_request_is_refused():
         parse(zoloz_says(SUCCESS, response_time="2019-04-03T14:39:02+0800"))
 
 
+@pytest.mark.parametrize(
+    "response_time", ["2019-04-04 14:39:02", "1554359342", "2019-04-04T14:39:02.123+0800"]
+)
+def test_a_signed_success_with_an_unreadable_time_is_refused(response_time):
+    with pytest.raises(VendorBadResponse, match="documented format"):
+        parse(zoloz_says(SUCCESS, response_time=response_time))
+
+
+@pytest.mark.parametrize("response_time", ["2019-04-04T06:39:02+0000", "2019-04-03T22:39:02-08:00"])
+def test_any_offset_spelling_of_a_fresh_time_is_accepted(response_time):
+    assert parse(zoloz_says(SUCCESS, response_time=response_time)).billed is True
+
+
 def test_a_stale_error_still_maps_to_its_code():
     # Replaying an error gains an attacker nothing; the code is the useful part.
     with pytest.raises(VendorAuthFailed):

@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 class Credentials(BaseModel):
     """Base for a vendor's secret. ``endpoint`` overrides the documented base URL."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    # A validation error must never echo a secret's value.
+    model_config = ConfigDict(extra="ignore", frozen=True, hide_input_in_errors=True)
     endpoint: str | None = None
 
     def __repr__(self) -> str:  # secrets never reach a log through repr()

@@ -42,7 +42,7 @@ import json
 import math
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BeforeValidator, Field, StringConstraints, ValidationInfo, field_validator
+from pydantic import BeforeValidator, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator
 
 from facegate.errors import (
     FacegateError,
@@ -120,6 +120,9 @@ def _upper(v: object) -> object:
 
 
 class Face2Credentials(Credentials):
+    # A validation error must not carry the rejected value: it would be a key.
+    model_config = ConfigDict(hide_input_in_errors=True)
+
     app_id: Annotated[str, StringConstraints(min_length=1, strip_whitespace=True)]
     app_secret: Annotated[str, StringConstraints(min_length=1)]
     sign_type: Annotated[Literal["SHA256", "SM2"], BeforeValidator(_upper)] = "SHA256"

@@ -276,8 +276,11 @@ class ZolozVendor(HttpVendor):
                 vendor_code=code,
                 billed=None,
             )
-        if response_time is None or abs(response_time - ctx.now) > RESPONSE_TIME_TOLERANCE:
-            # Signed, but not for this request's time: an old answer replayed.
+        # A replayed old SUCCESS verifies too; only its (signed) time gives it away.
+        # Fail closed: a time we cannot read cannot show the answer is fresh.
+        if response_time is None:
+            raise VendorBadResponse("zoloz's Response-Time is not in the documented format", vendor=self.id)
+        if abs(response_time - ctx.now) > RESPONSE_TIME_TOLERANCE:
             raise VendorBadResponse("zoloz's signed response is not from this request's time", vendor=self.id)
 
         score = _percent(body.get("score"))

@@ -1,0 +1,213 @@
+"""Which vendor answers, and what happens when one cannot: the one retry loop.
+
+* ``first``: try the plan's vendors in order (a single vendor is a plan of one);
+  move on **only** when a vendor gave no answer (``VendorError.failover``) — never
+  on the caller's errors, never after an answer (a ``no_match`` is an answer).
+* ``every``: ask all the plan's vendors at once (consensus), each with the same
+  retry rules, and return every verdict or error.
+
+Retries never risk a second bill: an attempt is repeated only when the vendor
+cannot have received it (``billed is False`` on a connect failure or timeout).
+Every attempt is recorded. Nothing starts once the request's deadline is too close
+to finish, and vendors in cooldown are skipped (see ``facegate.health``).
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from facegate.errors import (
+    CallerError,
+    DeadlineExceeded,
+    FacegateError,
+    VendorError,
+    VendorNotConfigured,
+    VendorRejected,
+    VendorTimeout,
+    VendorUnavailable,
+)
+from facegate.models import Attempt
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from facegate.health import HealthBook
+    from facegate.vendors.base import Vendor
+
+# Starting a vendor call with less time than this left only produces a timeout.
+MIN_ATTEMPT_S = 0.75
+
+
+class VendorCoolingDown(VendorUnavailable):
+    code = "VENDOR_UNAVAILABLE"
+
+
+@dataclass(frozen=True)
+class Planned:
+    vendor_class: type[Vendor]
+    options: BaseModel | None
+
+    @property
+    def id(self) -> str:
+        return self.vendor_class.id
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_retries: int = 1
+    backoff_s: float = 0.1
+
+
+class Attempts:
+    """The attempts of one request, appended from any thread."""
+
+    def __init__(self) -> None:
+        self.items: list[Attempt] = []
+        self._lock = threading.Lock()
+
+    def add(self, vendor: str, outcome: str, billed: bool | None, started: float) -> None:
+        latency = int((time.monotonic() - started) * 1000)
+        with self._lock:
+            self.items.append(Attempt(vendor=vendor, outcome=outcome, billed=billed, latency_ms=latency))
+
+    def billed(self) -> bool | None:
+        """True if any attempt was billed, None if any might have been, else False."""
+        if any(a.billed for a in self.items):
+            return True
+        if any(a.billed is None for a in self.items):
+            return None
+        return False
+
+
+def retry_safe(e: FacegateError) -> bool:
+    """Could not have reached (or billed) the vendor, and may work next time."""
+    return (
+        isinstance(e, (VendorUnavailable, VendorTimeout))
+        and e.billed is False
+        and not isinstance(e, VendorCoolingDown)
+    )
+
+
+def counts_against_health(e: FacegateError) -> bool:
+    """Failures that say the vendor is unwell, as opposed to this request being
+    refused (rejected parameters), our configuration, or our own deadline."""
+    return isinstance(e, VendorError) and not isinstance(
+        e, (VendorNotConfigured, VendorRejected, DeadlineExceeded, VendorCoolingDown)
+    )
+
+
+class Router:
+    def __init__(
+        self,
+        health: HealthBook,
+        vendor_for: Callable[[type[Vendor]], Vendor],
+        retry: RetryPolicy | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        self.health = health
+        self.vendor_for = vendor_for
+        self.retry = retry or RetryPolicy()
+        self.sleep = sleep
+
+    def first(
+        self,
+        plan: Sequence[Planned],
+        attempt: Callable[[Vendor, Planned], Any],
+        attempts: Attempts,
+        deadline: float | None,
+    ) -> tuple[Vendor, Any]:
+        last: VendorError | None = None
+        for planned in plan:
+            try:
+                return self._try(planned, attempt, attempts, deadline)
+            except VendorError as e:
+                if not e.failover:
+                    raise
+                last = e
+        assert last is not None
+        raise last
+
+    def every(
+        self,
+        plan: Sequence[Planned],
+        attempt: Callable[[Vendor, Planned], Any],
+        attempts: Attempts,
+        deadline: float | None,
+    ) -> list[tuple[str, Vendor | None, Any]]:
+        """(vendor id, vendor, outcome or FacegateError) for each planned vendor, in plan order."""
+
+        def one(planned: Planned):
+            try:
+                vendor, outcome = self._try(planned, attempt, attempts, deadline)
+                return planned.id, vendor, outcome
+            except FacegateError as e:
+                return planned.id, None, e
+
+        with ThreadPoolExecutor(max_workers=len(plan), thread_name_prefix="consensus") as pool:
+            return list(pool.map(one, plan))
+
+    def _try(
+        self,
+        planned: Planned,
+        attempt: Callable[[Vendor, Planned], Any],
+        attempts: Attempts,
+        deadline: float | None,
+    ) -> tuple[Vendor, Any]:
+        vid = planned.id
+        for n in range(self.retry.max_retries + 1):
+            if deadline is not None and deadline - time.monotonic() < MIN_ATTEMPT_S:
+                e = DeadlineExceeded(
+                    f"no time left to ask {vid} before the request's deadline", vendor=vid, billed=False
+                )
+                attempts.add(vid, e.code, False, time.monotonic())
+                raise e
+            if not self.health.allow(vid):
+                e = VendorCoolingDown(
+                    f"{vid} is cooling down after repeated failures", vendor=vid, billed=False
+                )
+                attempts.add(vid, "VENDOR_COOLING_DOWN", False, time.monotonic())
+                raise e
+            started = time.monotonic()
+            try:
+                vendor = self.vendor_for(planned.vendor_class)
+                outcome = attempt(vendor, planned)
+            except CallerError as e:
+                # The vendor answered (about the request): it is healthy.
+                e.vendor = e.vendor or vid
+                attempts.add(vid, e.code, e.billed, started)
+                self.health.record_success(vid)
+                raise
+            except VendorError as e:
+                e.vendor = e.vendor or vid
+                attempts.add(vid, e.code, e.billed, started)
+                if counts_against_health(e):
+                    self.health.record_failure(vid)
+                if retry_safe(e) and n < self.retry.max_retries:
+                    self.sleep(self.retry.backoff_s * (1 + random.random()))  # noqa: S311 - jitter, not crypto
+                    continue
+                raise
+            attempts.add(vid, "ok", outcome.billed, started)
+            self.health.record_success(vid)
+            return vendor, outcome
+        raise AssertionError("unreachable")
+
+
+def combine(decisions: Sequence[str], asked: int, rule: str) -> str:
+    """Consensus over the vendors that answered, out of ``asked``.
+
+    ``all``: every vendor asked must answer and agree, else ``uncertain``.
+    ``majority``: a decision wins with more than half of the vendors *asked* (a
+    vendor that failed counts against every side), else ``uncertain``.
+    """
+    if rule == "all":
+        return decisions[0] if len(decisions) == asked and len(set(decisions)) == 1 else "uncertain"
+    for d in ("match", "no_match"):
+        if sum(1 for x in decisions if x == d) * 2 > asked:
+            return d
+    return "uncertain"

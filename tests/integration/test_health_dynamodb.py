@@ -1,0 +1,86 @@
+"""The shared cooldown state in DynamoDB behaves exactly like the in-memory one,
+and two containers (two books on one table) see the same state."""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from facegate.health import CooldownPolicy, DynamoHealthBook, MemoryHealthBook
+
+
+class Clock:
+    t = 2_000_000.0
+
+    def __call__(self):
+        return self.t
+
+
+@pytest.fixture
+def table():
+    with mock_aws():
+        boto3.client("dynamodb", region_name="us-east-1").create_table(
+            TableName="facegate-state",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        yield "facegate-state"
+
+
+def books(table, clock, policy):
+    DynamoHealthBook.CACHE_S = 0.0  # the test wants every read to hit the table
+    one = DynamoHealthBook(table, policy, clock=clock)
+    two = DynamoHealthBook(table, policy, clock=clock)
+    return one, two
+
+
+def scenario(book_a, book_b, clock):
+    """Failures from two containers add up; the circuit opens; one probe only."""
+    seen = []
+    book_a.record_failure("zoloz")
+    book_b.record_failure("zoloz")
+    seen.append(book_a.health("zoloz").state)
+    book_b.record_failure("zoloz")
+    seen.append(book_a.health("zoloz").state)
+    seen.append(book_a.allow("zoloz"))
+    clock.t += 31
+    seen.append(book_b.health("zoloz").state)
+    seen.append(book_a.allow("zoloz"))
+    seen.append(book_b.allow("zoloz"))
+    book_a.record_failure("zoloz")  # the probe failed
+    seen.append(book_b.health("zoloz").state)
+    clock.t += 31
+    seen.append(book_b.allow("zoloz"))
+    book_b.record_success("zoloz")
+    seen.append(book_a.health("zoloz").state)
+    seen.append(book_a.allow("zoloz"))
+    return seen
+
+
+EXPECTED = ["closed", "open", False, "half_open", True, False, "open", True, "closed", True]
+
+
+def test_dynamo_book_shared_between_containers(table):
+    policy = CooldownPolicy(failures=3, window_s=60, cooldown_s=30)
+    clock = Clock()
+    assert scenario(*books(table, clock, policy), clock) == EXPECTED
+
+
+def test_memory_book_gives_the_same_answers():
+    policy = CooldownPolicy(failures=3, window_s=60, cooldown_s=30)
+    clock = Clock()
+    book = MemoryHealthBook(policy, clock=clock)
+    assert scenario(book, book, clock) == EXPECTED
+
+
+def test_stale_failures_restart_the_window(table):
+    clock = Clock()
+    a, _ = books(table, clock, CooldownPolicy(failures=2, window_s=10, cooldown_s=30))
+    a.record_failure("shuxun")
+    clock.t += 11
+    a.record_failure("shuxun")
+    assert a.health("shuxun").state == "closed"
+    a.record_failure("shuxun")
+    assert a.health("shuxun").state == "open"
