@@ -159,7 +159,9 @@ def _create_secret(b: Bootstrap, logical: str, props: dict[str, Any]) -> Created
         generated = secrets.token_urlsafe(int(g.get("PasswordLength", 32)))
         value = json.dumps({**base, key: generated}) if key else generated
     kwargs = _pick(props, "Description")
-    arn = b.client("secretsmanager").create_secret(Name=name, SecretString=value or "", **kwargs)["ARN"]
+    if value is not None:  # with neither value nor generator, CloudFormation makes an empty secret
+        kwargs["SecretString"] = value
+    arn = b.client("secretsmanager").create_secret(Name=name, **kwargs)["ARN"]
     # Ref to a secret is its ARN, as in CloudFormation; Id is the same ARN.
     return Created(logical, "AWS::SecretsManager::Secret", arn, {"Id": arn, "Name": name})
 

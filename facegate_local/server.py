@@ -26,17 +26,23 @@ Every other variable the template sets for the functions can be overridden from
 the shell (``FACEGATE_DEFAULT_VENDOR=shuxun make run``): the shell beats the local
 defaults below, which beat the template.
 
+Errors the gateway answers itself (a missing or wrong ``x-api-key``: 403; an
+unknown route; a body over API Gateway's 10 MB limit: 413; a function that fails:
+502) are rendered from the template's ``GatewayResponses``, so they read as the
+deployed API's do; without one, the contract's error shape (``FORBIDDEN``,
+``NOT_FOUND``, ``IMAGE_TOO_LARGE``, ``INTERNAL_ERROR``). Their ``request_id`` is
+the gateway's request id, as in AWS: no function ran, so nothing was logged.
+
 Where this differs from API Gateway, on purpose:
 
-* an unknown path answers 404 ``NOT_FOUND`` and a known path with the wrong method
-  405 ``METHOD_NOT_ALLOWED``, in the contract's error shape (API Gateway answers
-  both with 403 "Missing Authentication Token", which misleads more than it helps);
-* a missing or wrong ``x-api-key`` answers 403 ``FORBIDDEN`` in the contract's
-  shape (API Gateway: 403 ``{"message": "Forbidden"}``); a body over 10 MB, API
-  Gateway's limit, answers 413 ``IMAGE_TOO_LARGE``;
+* a known path with the wrong method answers 405 ``METHOD_NOT_ALLOWED`` with an
+  ``Allow`` header (API Gateway answers it like an unknown route), and an unknown
+  route is 404 unless the template sets another status (API Gateway: 403);
+* a chunked request body (no Content-Length) answers 411;
 * all functions share one process, so they share one environment (the union of
   their variables; a conflict is reported at startup) and invocations run one at a
-  time: handlers and Powertools keep per-invocation state in module globals;
+  time: handlers and Powertools keep per-invocation state in module globals, as a
+  Lambda container runs one request at a time;
 * a function's ``Timeout`` is reported through the context but not enforced; a run
   past it is logged as a warning.
 
@@ -68,6 +74,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import parse_qsl, unquote, urlsplit
+
+import yaml
 
 from facegate_local import aws
 from facegate_local.lambda_context import LambdaContext
@@ -287,11 +295,7 @@ def proxy_reply(result: Any, gateway_request_id: str) -> Reply | None:
     headers.append(("x-amzn-RequestId", gateway_request_id))
     body = result.get("body") or ""
     try:
-        raw = (
-            base64.b64decode(body, validate=True)
-            if result.get("isBase64Encoded")
-            else str(body).encode("utf-8")
-        )
+        raw = base64.b64decode(body, validate=True) if result.get("isBase64Encoded") else str(body).encode("utf-8")
     except ValueError:
         return None
     return Reply(result["statusCode"], headers, raw)
@@ -403,9 +407,7 @@ class LocalApi:
             presented = next((v for k, v in headers if k.lower() == "x-api-key"), None)
             if presented is None or not hmac.compare_digest(presented.encode(), self.api_key.encode()):
                 why = "missing" if presented is None else "not valid"
-                return self.gateway_error(
-                    "INVALID_API_KEY", 403, "FORBIDDEN", f"the x-api-key header is {why}"
-                )
+                return self.gateway_error("INVALID_API_KEY", 403, "FORBIDDEN", f"the x-api-key header is {why}")
             api_key = presented
         gateway_request_id = str(uuid.uuid4())
         event = api_gateway_event(
@@ -457,13 +459,21 @@ class LocalApi:
         return reply
 
     def _log_crash(self, spec: FunctionSpec, e: BaseException) -> None:
-        lines = traceback.format_exception(e)
-        text = _BASE64_RUN.sub("<redacted>", "".join(lines))
+        # Frames are code; messages may quote the input, so long base64 runs in them go.
+        parts = traceback.format_exception(e)
+        text = "".join(p if p.startswith('  File "') else _BASE64_RUN.sub("<redacted>", p) for p in parts)
         print(f"error: {spec.logical_id} raised:\n{text}", file=self.log, flush=True)
 
 
-def make_http_server(api: LocalApi, port: int, log: TextIO = sys.stderr) -> ThreadingHTTPServer:
+class LocalHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    api: LocalApi | None = None  # set before serve_forever(); bound earlier to fail fast on a taken port
+
+
+def make_http_server(api: LocalApi | None, port: int, log: TextIO = sys.stderr) -> LocalHTTPServer:
     class Handler(BaseHTTPRequestHandler):
+        server: LocalHTTPServer
+
         protocol_version = "HTTP/1.1"
         server_version = "facegate-local"
 
@@ -473,6 +483,10 @@ def make_http_server(api: LocalApi, port: int, log: TextIO = sys.stderr) -> Thre
         def _serve(self) -> None:
             started = time.monotonic()
             reply = self._read_and_handle()
+            # Logged before answering, so a client that has its answer finds the line there.
+            ms = (time.monotonic() - started) * 1000
+            path = self.path.split("?", 1)[0][:200]
+            print(f"{self.command} {path} {reply.status} {ms:.0f}ms", file=log, flush=True)
             self.send_response(reply.status)
             for k, v in reply.headers:
                 self.send_header(k, v)
@@ -483,11 +497,10 @@ def make_http_server(api: LocalApi, port: int, log: TextIO = sys.stderr) -> Thre
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(reply.body)
-            ms = (time.monotonic() - started) * 1000
-            path = self.path.split("?", 1)[0][:200]
-            print(f"{self.command} {path} {reply.status} {ms:.0f}ms", file=log, flush=True)
 
         def _read_and_handle(self) -> Reply:
+            api = self.server.api
+            assert api is not None, "serve only once the runtime is built"
             if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
                 return api.gateway_error(
                     "DEFAULT_4XX", 411, "LENGTH_REQUIRED", "send a Content-Length header", close=True
@@ -503,14 +516,12 @@ def make_http_server(api: LocalApi, port: int, log: TextIO = sys.stderr) -> Thre
             if (reply := api.too_large(length)) is not None:
                 return reply
             body = self.rfile.read(length) if length else b""
-            return api.handle(
-                self.command, self.path, list(self.headers.items()), body, self.client_address[0]
-            )
+            return api.handle(self.command, self.path, list(self.headers.items()), body, self.client_address[0])
 
         do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve
 
-    server = ThreadingHTTPServer((HOST, port), Handler)
-    server.daemon_threads = True
+    server = LocalHTTPServer((HOST, port), Handler)
+    server.api = api
     return server
 
 
@@ -525,9 +536,7 @@ def read_credentials(path: str) -> dict[str, dict[str, Any]]:
     except FileNotFoundError:
         raise StartupError(f"FACEGATE_CREDENTIALS names {p}, which does not exist") from None
     except (OSError, ValueError) as e:
-        raise StartupError(
-            f"FACEGATE_CREDENTIALS file {p} is not readable JSON ({type(e).__name__})"
-        ) from None
+        raise StartupError(f"FACEGATE_CREDENTIALS file {p} is not readable JSON ({type(e).__name__})") from None
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
         raise StartupError(f'FACEGATE_CREDENTIALS file {p} must be {{"<vendor id>": {{...}}, ...}}')
     return data
@@ -547,7 +556,11 @@ def load_handler(spec: FunctionSpec) -> Callable[[dict, Any], Any]:
     # Registered before running, like any import: pydantic and dataclasses look
     # their module up in sys.modules to resolve annotations.
     sys.modules[module_name] = module
-    module_spec.loader.exec_module(module)
+    try:
+        module_spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[module_name]
+        raise
     handler = getattr(module, spec.handler_attribute, None)
     if not callable(handler):
         raise StartupError(f"{spec.logical_id}: {path} has no function {spec.handler_attribute}")
@@ -644,17 +657,18 @@ def build_runtime(
     path = Path(template_path or environ.get("FACEGATE_TEMPLATE") or ROOT / "template.yaml")
     if not path.is_file():
         raise StartupError(f"no SAM template at {path}")
-    template = Template.load(path)
-    stage = original.get("FACEGATE_STAGE") or template.parameter_default("Stage") or "dev"
-    resolver = Resolver(template, parameters={"Stage": stage}, region=region)
-    specs = functions(template, resolver)
-    api_routes = routes(template, resolver)
+    try:
+        template = Template.load(path)
+        stage = original.get("FACEGATE_STAGE") or template.parameter_default("Stage") or "dev"
+        resolver = Resolver(template, parameters={"Stage": stage}, region=region)
+        specs = functions(template, resolver)
+        api_routes = routes(template, resolver)
+    except (yaml.YAMLError, ValueError, KeyError, Unresolvable) as e:
+        raise StartupError(f"{path} cannot be served locally: {type(e).__name__}: {e}") from None
     if not api_routes:
         raise StartupError(f"{path} declares no function with an Api event: nothing to serve")
 
-    credentials = (
-        read_credentials(original["FACEGATE_CREDENTIALS"]) if original.get("FACEGATE_CREDENTIALS") else {}
-    )
+    credentials = read_credentials(original["FACEGATE_CREDENTIALS"]) if original.get("FACEGATE_CREDENTIALS") else {}
     mock = aws.start()
     sandboxes: dict[str, Any] = {}
     try:
@@ -671,9 +685,7 @@ def build_runtime(
             raise StartupError(str(e)) from None
         made = {c.attributes.get("Name") for c in created if c.type == "AWS::SecretsManager::Secret"}
         for name in sorted(set(secret_values) - made):
-            print(
-                f"warning: credentials for {name} not loaded: the template defines no such secret", file=log
-            )
+            print(f"warning: credentials for {name} not loaded: the template defines no such secret", file=log)
 
         wanted = {r.function for r in api_routes}
         env, notes = merged_environment(specs, resolver, wanted)
@@ -686,10 +698,7 @@ def build_runtime(
             environ.setdefault(name, value)
         log.flush()
 
-        loaded = {
-            logical: LoadedFunction(specs[logical], load_handler(specs[logical]))
-            for logical in sorted(wanted)
-        }
+        loaded = {logical: LoadedFunction(specs[logical], load_handler(specs[logical])) for logical in sorted(wanted)}
         stages = {r.api: api_stage(template, resolver, r.api) for r in api_routes}
         # One set of gateway responses: the API the routes belong to (there is one).
         responses = gateway_responses(template, resolver, next((r.api for r in api_routes if r.api), None))
@@ -725,40 +734,40 @@ def _port(environ: Mapping[str, str]) -> int:
 def main(environ: MutableMapping[str, str] = os.environ) -> int:
     try:
         port = _port(environ)
-        runtime = build_runtime(environ)
+        # Bound first: a taken port fails in a moment, not after every handler is imported.
+        try:
+            httpd = make_http_server(None, port)
+        except OSError as e:
+            raise StartupError(f"cannot listen on {HOST}:{port} ({e.strerror}); set PORT") from None
+        try:
+            runtime = build_runtime(environ)
+        except BaseException:
+            httpd.server_close()
+            raise
     except StartupError as e:
         print(f"facegate: error: {e}", file=sys.stderr, flush=True)
         return 1
+    httpd.api = runtime.api
+    stopping = threading.Event()
+
+    def stop(signum: int, frame: Any) -> None:
+        # shutdown() waits for serve_forever() to return, and serve_forever() runs in
+        # this (the main) thread: ask from another one.
+        if not stopping.is_set():
+            stopping.set()
+            threading.Thread(target=httpd.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    key = "local-dev-key" if runtime.api.api_key == DEFAULT_API_KEY else "from FACEGATE_API_KEY"
+    print(f"facegate is serving on http://{HOST}:{httpd.server_address[1]} (x-api-key: {key})", flush=True)
     try:
-        try:
-            httpd = make_http_server(runtime.api, port)
-        except OSError as e:
-            print(
-                f"facegate: error: cannot listen on {HOST}:{port} ({e.strerror}); set PORT", file=sys.stderr
-            )
-            return 1
-        stopping = threading.Event()
-
-        def stop(signum: int, frame: Any) -> None:
-            # shutdown() waits for serve_forever() to return, and serve_forever() runs
-            # in this (the main) thread: ask from another one.
-            if not stopping.is_set():
-                stopping.set()
-                threading.Thread(target=httpd.shutdown, daemon=True).start()
-
-        signal.signal(signal.SIGTERM, stop)
-        signal.signal(signal.SIGINT, stop)
-        actual = httpd.server_address[1]
-        key = "local-dev-key" if runtime.api.api_key == DEFAULT_API_KEY else "from FACEGATE_API_KEY"
-        print(f"facegate is serving on http://{HOST}:{actual} (x-api-key: {key})", flush=True)
-        try:
-            httpd.serve_forever()
-        finally:
-            httpd.server_close()
-        print("facegate stopped", file=sys.stderr, flush=True)
-        return 0
+        httpd.serve_forever()
     finally:
+        httpd.server_close()
         runtime.close()
+    print("facegate stopped", file=sys.stderr, flush=True)
+    return 0
 
 
 if __name__ == "__main__":

@@ -84,12 +84,8 @@ def start_local_server(tmp: Path, **overrides: str) -> LocalServer:
     if match is None:
         process.kill()
         process.wait(timeout=10)
-        pytest.fail(
-            f"the server did not get ready; stdout {seen!r}; stderr:\n{stderr_path.read_text()[-4000:]}"
-        )
-    return LocalServer(
-        process, match.group(0), overrides.get("FACEGATE_API_KEY", "local-dev-key"), stderr_path, seen
-    )
+        pytest.fail(f"the server did not get ready; stdout {seen!r}; stderr:\n{stderr_path.read_text()[-4000:]}")
+    return LocalServer(process, match.group(0), overrides.get("FACEGATE_API_KEY", "local-dev-key"), stderr_path, seen)
 
 
 def stop_local_server(server: LocalServer) -> int:
@@ -120,3 +116,20 @@ def api(local_server) -> Iterator[requests.Session]:
     with local_server.session() as s:
         s.headers["x-api-key"] = local_server.api_key
         yield s
+
+
+@pytest.fixture(scope="module")
+def local_server_factory(tmp_path_factory):
+    """start(**env) -> LocalServer, for a server with other settings than
+    ``local_server``'s; each is stopped (and must stop cleanly) after the module."""
+    started: list[LocalServer] = []
+
+    def start(**overrides: str) -> LocalServer:
+        server = start_local_server(tmp_path_factory.mktemp("local-server"), **overrides)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        code = stop_local_server(server)
+        assert code == 0, f"the server did not stop cleanly on SIGTERM (exit {code}):\n{server.stderr()[-4000:]}"

@@ -32,9 +32,7 @@ def b64(face_bytes):
 
 
 def compare(api, url, image1: str, image2: str):
-    return api.post(
-        f"{url}/v1/compare", json={"image1": {"base64": image1}, "image2": {"base64": image2}}, timeout=60
-    )
+    return api.post(f"{url}/v1/compare", json={"image1": {"base64": image1}, "image2": {"base64": image2}}, timeout=60)
 
 
 def test_the_only_stdout_line_is_the_ready_line(local_server):
@@ -46,9 +44,7 @@ def test_the_only_stdout_line_is_the_ready_line(local_server):
 def test_a_missing_or_wrong_api_key_is_forbidden(local_server):
     with local_server.session() as s:
         assert_contract_error(s.get(f"{local_server.base_url}/v1/vendors", timeout=10), 403, "FORBIDDEN")
-        wrong = s.get(
-            f"{local_server.base_url}/v1/vendors", headers={"x-api-key": "local-dev-key"}, timeout=10
-        )
+        wrong = s.get(f"{local_server.base_url}/v1/vendors", headers={"x-api-key": "local-dev-key"}, timeout=10)
         assert_contract_error(wrong, 403, "FORBIDDEN")
 
 
@@ -117,3 +113,23 @@ def test_the_access_log_has_no_bodies(api, local_server, b64):
     log = local_server.stderr()
     assert "POST /v1/compare 200 " in log
     assert image[:64] not in log and image[-64:] not in log
+
+
+@pytest.fixture(scope="module")
+def sandboxed(local_server_factory):
+    """A second server in FACEGATE_SANDBOXES=1 mode: every commercial vendor is a
+    protocol-checking sandbox on loopback, reached through the emulated secrets."""
+    return local_server_factory(FACEGATE_SANDBOXES="1")
+
+
+def test_sandbox_mode_reaches_every_compare_vendor_over_loopback(sandboxed, b64):
+    with sandboxed.session() as s:
+        s.headers["x-api-key"] = sandboxed.api_key
+        vendors = {v["id"]: v for v in s.get(f"{sandboxed.base_url}/v1/vendors", timeout=30).json()["vendors"]}
+        assert all(v["configured"] for v in vendors.values())
+        for vendor in ("shuxun", "kuaidi100", "face2", "zoloz"):
+            body = {"vendor": vendor, "image1": {"base64": b64("obama.jpg")}, "image2": {"base64": b64("obama2.jpg")}}
+            r = s.post(f"{sandboxed.base_url}/v1/compare", json=body, timeout=60)
+            assert r.status_code == 200, (vendor, r.text)
+            assert (r.json()["vendor"], r.json()["decision"]) == (vendor, "match")
+    assert "sandbox shuxun listening on 127.0.0.1:" in sandboxed.stderr()

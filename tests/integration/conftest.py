@@ -11,14 +11,16 @@ import pytest
 from moto import mock_aws
 
 TABLE = "facegate-test-results"
+IDEMPOTENCY_TABLE = "facegate-test-idempotency"
 STAGE = "test"
 
 
 def _reset_caches() -> None:
     from aws_lambda_powertools.utilities import parameters
-    from facegate import config, service, store
+    from facegate import config, idempotency, service, store
 
     config.settings.cache_clear()
+    idempotency.persistence_layer.cache_clear()
     service.default_service.cache_clear()
     store.default_store.cache_clear()
     parameters.clear_caches()
@@ -26,16 +28,23 @@ def _reset_caches() -> None:
 
 @pytest.fixture
 def aws(monkeypatch):
-    """Emulated AWS with the results table; yields a helper to put vendor secrets."""
+    """Emulated AWS with the results and idempotency tables; yields a helper to put vendor secrets."""
     monkeypatch.setenv("FACEGATE_STAGE", STAGE)
     monkeypatch.setenv("FACEGATE_RESULTS_TABLE", TABLE)
     monkeypatch.setenv("FACEGATE_DEFAULT_VENDOR", "local")
+    monkeypatch.setenv("FACEGATE_IDEMPOTENCY_TABLE", IDEMPOTENCY_TABLE)
     with mock_aws():
         ddb = boto3.client("dynamodb")
         ddb.create_table(
             TableName=TABLE,
             KeySchema=[{"AttributeName": "request_id", "KeyType": "HASH"}],
             AttributeDefinitions=[{"AttributeName": "request_id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        ddb.create_table(  # as template.yaml's IdempotencyTable (Powertools' attribute names)
+            TableName=IDEMPOTENCY_TABLE,
+            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
             BillingMode="PAY_PER_REQUEST",
         )
         _reset_caches()
@@ -50,6 +59,10 @@ def aws(monkeypatch):
 
             def records(self) -> list[dict]:
                 return self.table.scan(ConsistentRead=True)["Items"]
+
+            @staticmethod
+            def idempotency_records() -> list[dict]:
+                return boto3.resource("dynamodb").Table(IDEMPOTENCY_TABLE).scan(ConsistentRead=True)["Items"]
 
         yield Aws()
         _reset_caches()

@@ -4,16 +4,20 @@ the one place an exception becomes an HTTP response in the contract's error shap
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.event_handler.api_gateway import ResponseBuilder
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestUnsupportedContentType,
     RequestValidationError,
 )
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 
+from facegate import idempotency
 from facegate.errors import (
     FacegateError,
     InternalError,
@@ -33,10 +37,19 @@ GATEWAY_LIMIT_S = 29.0
 DEADLINE_MARGIN_S = 1.5
 
 
-def create_app(operation: Operation | None = None) -> APIGatewayRestResolver:
+class Resolver(APIGatewayRestResolver):
+    """Powertools' REST resolver, knowing the operation its routes perform."""
+
+    def __init__(self, operation: Operation | None = None) -> None:
+        super().__init__(enable_validation=True)
+        self.operation = operation
+
+
+def create_app(operation: Operation | None = None) -> Resolver:
     """A resolver with validation on and every error mapped to the contract shape.
-    ``operation`` names what failed requests are logged as (None: not logged)."""
-    app = APIGatewayRestResolver(enable_validation=True)
+    ``operation`` names what failed requests are logged as (None: not logged) and
+    makes the routes honour Idempotency-Key (``facegate.idempotency``)."""
+    app = Resolver(operation)
 
     @app.exception_handler(FacegateError)
     def _facegate_error(e: FacegateError) -> Response:
@@ -52,17 +65,13 @@ def create_app(operation: Operation | None = None) -> APIGatewayRestResolver:
 
     @app.exception_handler(NotFoundError)
     def _not_found(e: NotFoundError) -> Response:
-        return _error(
-            app, NotFound(f"no route for {app.current_event.http_method} {app.current_event.path}"), None
-        )
+        return _error(app, NotFound(f"no route for {app.current_event.http_method} {app.current_event.path}"), None)
 
     @app.exception_handler(Exception)
     def _unexpected(e: Exception) -> Response:
         logger.exception("unhandled error", extra={"request_id": caller(app).request_id})
         metrics.add_metric(name="InternalErrors", unit="Count", value=1)
-        return _error(
-            app, InternalError("internal error; the request id identifies it in our logs"), operation
-        )
+        return _error(app, InternalError("internal error; the request id identifies it in our logs"), operation)
 
     return app
 
@@ -81,10 +90,36 @@ def handle(app: APIGatewayRestResolver, event: dict, context: Any) -> dict:
         started=started,
     )
     logger.append_keys(request_id=c.request_id)
+    operation = getattr(app, "operation", None)
+    if operation not in idempotency.OPERATIONS or event.get("httpMethod") != "POST":
+        return _resolve(app, event, context, c)
+    try:
+        key = idempotency.requested_key(event)
+        if key is None:
+            return _resolve(app, event, context, c)
+        return idempotency.run(
+            lambda: _resolve(app, event, context, c),
+            event=event,
+            context=context,
+            operation=operation,
+            api_key_id=c.api_key_id,
+            key=key,
+        )
+    except FacegateError as e:  # the key's own problems; the route was not run
+        response = ResponseBuilder(_error(app, e, operation, c), serializer=_to_json).build(APIGatewayProxyEvent(event))
+        response.setdefault("headers", {})["X-Request-Id"] = c.request_id
+        return response
+
+
+def _resolve(app: APIGatewayRestResolver, event: dict, context: Any, c: Caller) -> dict:
     app.append_context(caller=c)
     response = app.resolve(event, context)
     response.setdefault("headers", {})["X-Request-Id"] = c.request_id
     return response
+
+
+def _to_json(body: Any) -> str:
+    return json.dumps(body, separators=(",", ":"))
 
 
 def caller(app: APIGatewayRestResolver) -> Caller:
@@ -95,8 +130,10 @@ def caller(app: APIGatewayRestResolver) -> Caller:
     return c
 
 
-def _error(app: APIGatewayRestResolver, e: FacegateError, operation: Operation | None) -> Response:
-    c = caller(app)
+def _error(
+    app: APIGatewayRestResolver, e: FacegateError, operation: Operation | None, c: Caller | None = None
+) -> Response:
+    c = c or caller(app)
     if operation is not None and not c.logged:
         from facegate.service import default_service
 

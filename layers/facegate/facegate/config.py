@@ -12,6 +12,13 @@
 | FACEGATE_ALLOW_HTTP_URLS | accept plain-http image URLs (local sandboxes only) | false |
 | FACEGATE_CONNECT_TIMEOUT / FACEGATE_READ_TIMEOUT | per-vendor HTTP timeouts, seconds | 3.05 / 10 |
 | FACEGATE_SECRETS_MAX_AGE | seconds a fetched secret is cached in a warm container | 300 |
+| FACEGATE_BATCH_TABLE | DynamoDB table of batch progress and per-line outcomes | facegate-batches |
+| FACEGATE_BATCH_QUEUE_URL | SQS queue of batch items (the splitter sends, the worker backs off on it) | (none) |
+| FACEGATE_BATCH_MAX_RECEIVES | the item queue's maxReceiveCount: on that delivery an error is final | 5 |
+| FACEGATE_BATCH_RETRY_BASE_S | backoff before a retryable item is tried again (doubles per delivery) | 2 |
+| FACEGATE_BATCH_MAX_ITEMS | most items one manifest may hold | 100000 |
+| FACEGATE_IDEMPOTENCY_TABLE | DynamoDB table of Idempotency-Key records; without one the header is a 501 | (none) |
+| FACEGATE_IDEMPOTENCY_TTL_S | seconds an Idempotency-Key (and the answer it replays) is kept | 86400 |
 | FACEGATE_VENDOR_TIMEOUTS | JSON ``{"<vendor>": {"connect": s, "read": s}}`` per-vendor overrides | {} |
 | FACEGATE_MAX_RETRIES | retries of one vendor, only when it cannot have billed | 1 |
 | FACEGATE_STATE_TABLE | DynamoDB table of shared vendor health (cooldowns); in memory without | (none) |
@@ -61,6 +68,13 @@ class Settings(BaseModel):
     connect_timeout: float = Field(default=3.05, gt=0, le=10)
     read_timeout: float = Field(default=10.0, gt=0, le=28)
     secrets_max_age: int = Field(default=300, ge=0)
+    batch_table: str = "facegate-batches"
+    batch_queue_url: str | None = None
+    batch_max_receives: int = Field(default=5, ge=1, le=1000)
+    batch_retry_base_s: float = Field(default=2.0, ge=0, le=900)
+    batch_max_items: int = Field(default=100_000, ge=1, le=1_000_000)
+    idempotency_table: str | None = None
+    idempotency_ttl_s: int = Field(default=24 * 3600, ge=60, le=30 * 24 * 3600)
     vendor_timeouts: Annotated[dict[VendorId, Timeout], BeforeValidator(_json)] = Field(default_factory=dict)
     max_retries: int = Field(default=1, ge=0, le=3)
     state_table: str | None = None

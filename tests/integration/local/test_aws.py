@@ -27,12 +27,15 @@ def real() -> Template:
     return Template.load(ROOT / "template.yaml")
 
 
-def test_the_real_template_creates_the_results_table(real):
+def test_the_real_template_creates_every_table_and_the_results_table_as_defined(real):
     with mock_aws():
         resolver = Resolver(real, parameters={"Stage": "dev"})
         aws.create_resources(real, resolver, region="us-east-1")
-        name = resolver.resolve({"Ref": "ResultsTable"})
         ddb = boto3.client("dynamodb", region_name="us-east-1")
+        tables = real.of_type("AWS::DynamoDB::Table")
+        assert "ResultsTable" in tables
+        assert sorted(ddb.list_tables()["TableNames"]) == sorted(resolver.resolve({"Ref": t}) for t in tables)
+        name = resolver.resolve({"Ref": "ResultsTable"})
         table = ddb.describe_table(TableName=name)["Table"]
         assert table["KeySchema"] == [{"AttributeName": "request_id", "KeyType": "HASH"}]
         assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
@@ -61,10 +64,7 @@ def test_the_real_template_creates_every_vendor_secret_with_given_values(real):
         assert json.loads(placeholder) == {"configured": False}
         # Ref to a secret is its ARN, as in CloudFormation.
         arn = resolver.resolve({"Ref": "ShuxunSecret"})
-        assert (
-            arn.startswith("arn:aws:secretsmanager:us-east-1:")
-            and ":secret:facegate/test/vendors/shuxun" in arn
-        )
+        assert arn.startswith("arn:aws:secretsmanager:us-east-1:") and ":secret:facegate/test/vendors/shuxun" in arn
 
 
 SMALL = """
@@ -169,9 +169,9 @@ def test_plain_http_to_loopback_passes_through_moto():
             url = f"http://127.0.0.1:{server.server_address[1]}/v1/faceCompare/check"
             r = requests.post(url, data=b"ping", timeout=5)
             assert (r.status_code, r.content) == (200, b"echo:ping")
-            assert [
-                b["Name"] for b in boto3.client("s3", region_name="us-east-1").list_buckets()["Buckets"]
-            ] == ["still-mocked"]
+            assert [b["Name"] for b in boto3.client("s3", region_name="us-east-1").list_buckets()["Buckets"]] == [
+                "still-mocked"
+            ]
     finally:
         server.shutdown()
         server.server_close()

@@ -193,9 +193,7 @@ def assert_contract_error(body: dict, code: str) -> None:
 
 
 def test_a_request_reaches_its_handler_with_an_api_gateway_event(runtime):
-    status, headers, body = call(
-        runtime, "GET", "/v1/echo/a%20b?x=1&x=2", headers={"x-api-key": KEY, "A": "1"}
-    )
+    status, headers, body = call(runtime, "GET", "/v1/echo/a%20b?x=1&x=2", headers={"x-api-key": KEY, "A": "1"})
     assert status == 200
     assert headers["Content-Type"] == "application/json"
     event = body["event"]
@@ -354,9 +352,7 @@ def test_http_keeps_connections_alive_and_logs_without_bodies_or_queries(served)
     port, access = served
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
-        conn.request(
-            "POST", "/v1/echo/1?name=secret-name", body=b'{"image":"QUJD"}', headers={"x-api-key": KEY}
-        )
+        conn.request("POST", "/v1/echo/1?name=secret-name", body=b'{"image":"QUJD"}', headers={"x-api-key": KEY})
         first = conn.getresponse()
         assert first.status == 200
         assert json.loads(first.read())["event"]["body"] == '{"image":"QUJD"}'
@@ -387,3 +383,13 @@ def test_http_refuses_a_large_body_before_reading_it(served):
         assert json.loads(r.read())["error"]["code"] == "IMAGE_TOO_LARGE"
     finally:
         conn.close()
+
+
+def test_a_template_that_cannot_run_locally_stops_startup_with_a_reason(project, environ):
+    template = project / "template.yaml"
+    template.write_text(template.read_text().replace("Timeout: 7", "Timeout: !ImportValue shared-timeout"))
+    with pytest.raises(StartupError, match="cannot be served locally: Unresolvable: Fn::ImportValue"):
+        start(project, environ)
+    template.write_text("Resources: [unclosed\n")
+    with pytest.raises(StartupError, match=r"cannot be served locally: (ParserError|ScannerError)"):
+        start(project, environ)

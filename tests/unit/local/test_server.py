@@ -14,9 +14,7 @@ from facegate_local.template import Route, RouteMatch
 
 def event(**kw):
     args = {
-        "match": RouteMatch(
-            Route("GET", "/v1/results/{request_id}", "ResultsFunction"), {"request_id": "a%20b"}
-        ),
+        "match": RouteMatch(Route("GET", "/v1/results/{request_id}", "ResultsFunction"), {"request_id": "a%20b"}),
         "method": "GET",
         "raw_path": "/v1/results/a%20b",
         "query": "",
@@ -128,9 +126,7 @@ CONTRACT = (
 
 def test_gateway_templates_get_the_context_variables():
     rid = str(uuid.uuid4())
-    out = render_gateway_template(
-        CONTRACT, request_id=rid, message='say "hi"', response_type="INVALID_API_KEY"
-    )
+    out = render_gateway_template(CONTRACT, request_id=rid, message='say "hi"', response_type="INVALID_API_KEY")
     assert out is not None
     body = json.loads(out)
     assert body["request_id"] == rid

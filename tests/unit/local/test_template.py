@@ -114,9 +114,7 @@ def test_a_parameter_without_default_is_unresolvable(resolver):
 
 
 def test_sub_knows_parameters_pseudo_parameters_and_escapes(resolver):
-    got = resolver.resolve(
-        {"Fn::Sub": "${AWS::StackName}/${Stage}/${AWS::Region}/${AWS::AccountId}/${!Keep}"}
-    )
+    got = resolver.resolve({"Fn::Sub": "${AWS::StackName}/${Stage}/${AWS::Region}/${AWS::AccountId}/${!Keep}"})
     assert got == f"facegate-local/dev/eu-west-1/{resolver.account_id}/${{Keep}}"
     assert resolver.resolve({"Fn::Sub": ["${X}-${Stage}", {"X": {"Ref": "Size"}}]}) == "90-dev"
 
@@ -342,13 +340,19 @@ def test_every_real_function_has_its_handler_file(real):
         assert fn.timeout_s <= 29  # inside API Gateway's integration timeout
 
 
-def test_the_real_environment_resolves_once_the_table_exists(real):
+def test_every_real_environment_variable_resolves_once_emulated_resources_exist(real):
+    """What `make run` needs: an environment variable that names a resource type
+    nothing emulates (or needs a real account) would be dropped locally."""
+    from facegate_local.aws import CREATORS
+
     r = Resolver(real, parameters={"Stage": "dev"})
-    r.set_physical("ResultsTable", "facegate-local-ResultsTable")
-    values, problems = resolve_environment(functions(real, r)["CompareFunction"], r)
-    assert problems == {}
-    assert values["FACEGATE_STAGE"] == "dev"
-    assert values["FACEGATE_RESULTS_TABLE"] == "facegate-local-ResultsTable"
+    for logical in real.of_type(*CREATORS):
+        r.set_physical(logical, f"local-{logical}", Arn=f"arn:local:{logical}")
+    for logical, spec in functions(real, r).items():
+        values, problems = resolve_environment(spec, r)
+        assert problems == {}, logical
+        assert values["FACEGATE_STAGE"] == "dev"
+        assert values["FACEGATE_RESULTS_TABLE"] == "local-ResultsTable"
 
 
 def test_the_real_gateway_responses_are_read(real):

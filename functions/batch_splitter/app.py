@@ -1,0 +1,20 @@
+"""ManifestQueue (S3 ObjectCreated under batches/) — read a manifest, queue its items."""
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from facegate.batch_jobs import default_jobs
+from facegate.observability import logger, metrics, tracer
+
+
+@tracer.capture_method
+def record_handler(record: SQSRecord) -> None:
+    default_jobs().handle_manifest_record(record.body)
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event, context):
+    # One processor per invocation: its state is per batch of records.
+    processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

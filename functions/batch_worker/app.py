@@ -1,0 +1,27 @@
+"""ItemQueue — one manifest line per message: call the service once, store the outcome,
+write the report after the last line. Partial batch responses: only failed lines return."""
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from facegate.batch_jobs import default_jobs, remaining_seconds
+from facegate.observability import logger, metrics, tracer
+
+
+@tracer.capture_method
+def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> None:
+    default_jobs().handle_item_record(
+        record.body,
+        receive_count=int(record.attributes.approximate_receive_count),
+        remaining_s=remaining_seconds(lambda_context),
+        receipt_handle=record.receipt_handle,
+        source_arn=record.event_source_arn,
+    )
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event, context):
+    processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

@@ -1,0 +1,562 @@
+"""Batch state in DynamoDB (``FACEGATE_BATCH_TABLE``): one table, generic keys.
+
+- ``(<batch_id>, meta)``: the manifest, format, CSV header, ``total``, counters
+  (``done``, ``n_ok``, ``n_error``, ``n_<decision>``), ``status``, times, the enqueue
+  checkpoint and the report lease.
+- ``(<batch_id>, line#000000042)``: one manifest line: its lease (``lease_id``,
+  ``lease_until``), the request ids tried, billing counters and, once finished, its
+  ``outcome`` (the report line, as JSON).
+- ``(name#<name>, latest)``: the newest batch of a manifest name, so
+  GET /v1/batches/<name> works too.
+
+Exactly one item per line. Idempotency per (batch id, line): a line is *claimed* with
+a conditional update (no outcome yet, and no live lease) before any vendor is
+called, and *finished* in one transaction that writes the outcome only if there is
+none yet and counts it on the meta item, so the counters can never drift from the
+lines. Nothing here stores images, names or ID numbers: outcomes are API responses,
+which carry identities masked only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from functools import cache
+from typing import Any
+
+from facegate.batch import (
+    DECISIONS,
+    BatchProgress,
+    LineState,
+    ManifestInfo,
+    ManifestRef,
+    ReportLine,
+    is_batch_id,
+    report_key,
+    summary_key,
+)
+from facegate.config import Settings, settings
+from facegate.errors import NotFound
+from facegate.models import ErrorBody
+
+META = "meta"
+LATEST = "latest"
+ACTIVE = ("splitting", "running", "reporting")
+
+
+def line_sk(line: int) -> str:
+    return f"line#{line:09d}"
+
+
+def iso(epoch: float | None) -> str | None:
+    if epoch is None:
+        return None
+    return datetime.fromtimestamp(float(epoch), UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _num(v: Any, default: int = 0) -> int:
+    return default if v is None else int(v)
+
+
+@dataclass
+class BatchMeta:
+    batch_id: str
+    name: str
+    manifest: ManifestRef
+    format: str
+    status: str
+    created_at: float
+    total: int | None = None
+    header: list[str] | None = None
+    done: int = 0
+    ok: int = 0
+    errors: int = 0
+    decisions: dict[str, int] = field(default_factory=dict)
+    enqueued: int = 0
+    finished_at: float | None = None
+    error: ErrorBody | None = None
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> BatchMeta:
+        return cls(
+            batch_id=item["pk"],
+            name=item["name"],
+            manifest=ManifestRef(
+                bucket=item["bucket"],
+                key=item["key"],
+                version_id=item.get("version_id"),
+                etag=item.get("etag"),
+            ),
+            format=item["format"],
+            status=item["status"],
+            created_at=float(item["created_at"]),
+            total=None if item.get("total") is None else int(item["total"]),
+            header=list(item["header"]) if item.get("header") else None,
+            done=_num(item.get("done")),
+            ok=_num(item.get("n_ok")),
+            errors=_num(item.get("n_error")),
+            decisions={d: _num(item.get(f"n_{d}")) for d in DECISIONS},
+            enqueued=_num(item.get("enqueued")),
+            finished_at=None if item.get("finished_at") is None else float(item["finished_at"]),
+            error=ErrorBody.model_validate_json(item["error"]) if item.get("error") else None,
+        )
+
+    @property
+    def complete(self) -> bool:
+        return self.total is not None and self.done >= self.total
+
+    def progress(self) -> BatchProgress:
+        remaining = None if self.total is None else max(0, self.total - self.done)
+        percent = None
+        if self.total:
+            percent = round(100.0 * min(self.done, self.total) / self.total, 1)
+        elif self.total == 0:
+            percent = 100.0
+        finished = self.status == "done"
+        return BatchProgress(
+            batch_id=self.batch_id,
+            name=self.name,
+            status=self.status,  # type: ignore[arg-type]
+            manifest=ManifestInfo(
+                bucket=self.manifest.bucket,
+                key=self.manifest.key,
+                version_id=self.manifest.version_id,
+                etag=self.manifest.etag,
+                format=self.format,  # type: ignore[arg-type]
+            ),
+            total=self.total,
+            done=self.done,
+            ok=self.ok,
+            errors=self.errors,
+            remaining=remaining,
+            percent=percent,
+            decisions={d: self.decisions.get(d, 0) for d in DECISIONS},
+            created_at=iso(self.created_at) or "",
+            finished_at=iso(self.finished_at),
+            report=report_key(self.name) if finished or self.status == "failed" else None,
+            summary=summary_key(self.name) if finished or self.status == "failed" else None,
+            error=self.error,
+        )
+
+
+@dataclass
+class LineItem:
+    line: int
+    outcome: ReportLine | None = None
+    outcome_json: str | None = None
+    lease_id: str | None = None
+    lease_until: float | None = None
+    request_ids: list[str] = field(default_factory=list)
+    attempts: int = 0
+    billed_calls: int = 0
+    billed_unknown: int = 0
+    last_error: ErrorBody | None = None
+    operation: str | None = None
+    recovered: bool = False
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> LineItem:
+        raw = item.get("outcome")
+        return cls(
+            line=int(item["sk"].removeprefix("line#")),
+            outcome=ReportLine.model_validate_json(raw) if raw else None,
+            outcome_json=raw,
+            lease_id=item.get("lease_id"),
+            lease_until=None if item.get("lease_until") is None else float(item["lease_until"]),
+            request_ids=list(item.get("request_ids") or []),
+            attempts=_num(item.get("attempts")),
+            billed_calls=_num(item.get("billed_calls")),
+            billed_unknown=_num(item.get("billed_unknown")),
+            last_error=ErrorBody.model_validate_json(item["last_error"]) if item.get("last_error") else None,
+            operation=item.get("operation"),
+            recovered=bool(item.get("recovered")),
+        )
+
+    @property
+    def done(self) -> bool:
+        return self.outcome_json is not None
+
+    def state(self) -> LineState:
+        assert self.outcome is not None
+        o = self.outcome
+        return LineState(
+            line=self.line,
+            status=o.status,
+            operation=o.operation.value if o.operation else None,
+            decision=o.decision,
+            error_code=o.error.code if o.error else None,
+            vendor=o.vendor,
+            billed_calls=self.billed_calls,
+            billed_unknown=self.billed_unknown,
+            attempts=self.attempts,
+            recovered=self.recovered,
+        )
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The answer to "may I work on this line now?"."""
+
+    state: str  # "claimed" | "done" | "busy"
+    previous_request_ids: tuple[str, ...] = ()
+    lease_until: float | None = None
+    last_error: ErrorBody | None = None
+
+
+def _d(value: float) -> Decimal:
+    return Decimal(str(round(value, 3)))
+
+
+class BatchStore:
+    def __init__(self, table_name: str, ttl_days: int = 90, resource: Any = None):
+        self.table_name = table_name
+        self.ttl_days = ttl_days
+        self._resource = resource
+        self._table = None
+
+    @property
+    def table(self):
+        if self._table is None:
+            if self._resource is None:
+                import boto3
+
+                self._resource = boto3.resource("dynamodb")
+            self._table = self._resource.Table(self.table_name)
+        return self._table
+
+    @property
+    def client(self):
+        return self.table.meta.client
+
+    def expiry(self, now: float) -> int:
+        return int(now + self.ttl_days * 86400)
+
+    # --- the batch ---------------------------------------------------------------------
+
+    def create_batch(self, ref: ManifestRef, now: float) -> tuple[bool, BatchMeta]:
+        """The batch's meta item in status ``splitting``; (False, existing) if it exists."""
+        assert ref.name is not None and ref.format is not None
+        item = {
+            "pk": ref.batch_id,
+            "sk": META,
+            "name": ref.name,
+            "bucket": ref.bucket,
+            "key": ref.key,
+            "format": ref.format,
+            "status": "splitting",
+            "created_at": _d(now),
+            "done": 0,
+            "enqueued": 0,
+            "expires_at": self.expiry(now),
+            **({"version_id": ref.version_id} if ref.version_id else {}),
+            **({"etag": ref.etag} if ref.etag else {}),
+        }
+        try:
+            self.table.put_item(Item=item, ConditionExpression="attribute_not_exists(pk)")
+        except self.client.exceptions.ConditionalCheckFailedException:
+            existing = self.get_meta(ref.batch_id)
+            assert existing is not None
+            return False, existing
+        self.table.put_item(
+            Item={
+                "pk": f"name#{ref.name}",
+                "sk": LATEST,
+                "batch_id": ref.batch_id,
+                "created_at": _d(now),
+                "expires_at": self.expiry(now),
+            }
+        )
+        return True, BatchMeta.from_item(item)
+
+    def get_meta(self, batch_id: str) -> BatchMeta | None:
+        item = self.table.get_item(Key={"pk": batch_id, "sk": META}, ConsistentRead=True).get("Item")
+        return None if item is None else BatchMeta.from_item(item)
+
+    def resolve(self, id_or_name: str) -> BatchMeta:
+        """A batch by id, or the newest batch of a manifest name."""
+        if is_batch_id(id_or_name):
+            meta = self.get_meta(id_or_name)
+            if meta is not None:
+                return meta
+        pointer = self.table.get_item(Key={"pk": f"name#{id_or_name}", "sk": LATEST}).get("Item")
+        meta = self.get_meta(pointer["batch_id"]) if pointer else None
+        if meta is None:
+            raise NotFound(f"no batch with id or name '{id_or_name[:128]}'")
+        return meta
+
+    def set_total(self, batch_id: str, total: int, header: list[str] | None) -> None:
+        names = {"#t": "total"}
+        values: dict[str, Any] = {":t": total}
+        expr = "SET #t = :t"
+        if header:
+            expr += ", header = :h"
+            values[":h"] = header
+        self.table.update_item(
+            Key={"pk": batch_id, "sk": META},
+            UpdateExpression=expr,
+            ConditionExpression="attribute_not_exists(#t) OR #t = :t",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
+
+    def set_enqueued(self, batch_id: str, count: int) -> None:
+        self.table.update_item(
+            Key={"pk": batch_id, "sk": META},
+            UpdateExpression="SET enqueued = :n",
+            ExpressionAttributeValues={":n": count},
+        )
+
+    def mark_running(self, batch_id: str, enqueued: int) -> None:
+        # Failing the condition means reporting, done or failed: every item finished first.
+        with contextlib.suppress(self.client.exceptions.ConditionalCheckFailedException):
+            self.table.update_item(
+                Key={"pk": batch_id, "sk": META},
+                UpdateExpression="SET #s = :running, enqueued = :n",
+                ConditionExpression="#s = :splitting",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={":running": "running", ":splitting": "splitting", ":n": enqueued},
+            )
+
+    def fail(self, batch_id: str, error: ErrorBody, now: float) -> bool:
+        """Mark a batch failed as a whole (its manifest cannot be used). False if it
+        had already finished."""
+        try:
+            self.table.update_item(
+                Key={"pk": batch_id, "sk": META},
+                UpdateExpression="SET #s = :failed, #e = :e, finished_at = :now, #t = if_not_exists(#t, :zero)",
+                ConditionExpression="#s IN (:splitting, :running)",
+                ExpressionAttributeNames={"#s": "status", "#e": "error", "#t": "total"},
+                ExpressionAttributeValues={
+                    ":failed": "failed",
+                    ":e": error.model_dump_json(),
+                    ":now": _d(now),
+                    ":zero": 0,
+                    ":splitting": "splitting",
+                    ":running": "running",
+                },
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    def claim_report(self, batch_id: str, now: float, until: float) -> bool:
+        """Only one writer of the report at a time; a writer that died is replaced once
+        its lease ran out."""
+        try:
+            self.table.update_item(
+                Key={"pk": batch_id, "sk": META},
+                UpdateExpression="SET #s = :reporting, report_lease_until = :until",
+                ConditionExpression=(
+                    "#done >= #t AND #s IN (:splitting, :running, :reporting) AND "
+                    "(attribute_not_exists(report_lease_until) OR report_lease_until < :now)"
+                ),
+                ExpressionAttributeNames={"#s": "status", "#done": "done", "#t": "total"},
+                ExpressionAttributeValues={
+                    ":reporting": "reporting",
+                    ":splitting": "splitting",
+                    ":running": "running",
+                    ":until": _d(until),
+                    ":now": _d(now),
+                },
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    def finish_report(self, batch_id: str, now: float) -> None:
+        self.table.update_item(
+            Key={"pk": batch_id, "sk": META},
+            UpdateExpression="SET #s = :done, finished_at = :now REMOVE report_lease_until",
+            ConditionExpression="#s = :reporting",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={":done": "done", ":reporting": "reporting", ":now": _d(now)},
+        )
+
+    # --- lines -------------------------------------------------------------------------
+
+    def get_line(self, batch_id: str, line: int) -> LineItem | None:
+        item = self.table.get_item(Key={"pk": batch_id, "sk": line_sk(line)}, ConsistentRead=True).get("Item")
+        return None if item is None else LineItem.from_item(item)
+
+    def claim_line(
+        self, batch_id: str, line: int, request_id: str, now: float, until: float, *, expires_at: int
+    ) -> Claim:
+        """Take the line for one attempt, unless it is finished or someone holds a live
+        lease on it. Returns the request ids of earlier attempts (to recover an outcome
+        a stopped worker got but never wrote)."""
+        try:
+            old = self.table.update_item(
+                Key={"pk": batch_id, "sk": line_sk(line)},
+                UpdateExpression=(
+                    "SET lease_id = :rid, lease_until = :until, "
+                    "request_ids = list_append(if_not_exists(request_ids, :empty), :rids), "
+                    "expires_at = if_not_exists(expires_at, :exp) ADD attempts :one"
+                ),
+                ConditionExpression=(
+                    "attribute_not_exists(outcome) AND (attribute_not_exists(lease_until) OR lease_until < :now)"
+                ),
+                ExpressionAttributeValues={
+                    ":rid": request_id,
+                    ":rids": [request_id],
+                    ":empty": [],
+                    ":until": _d(until),
+                    ":now": _d(now),
+                    ":exp": expires_at,
+                    ":one": 1,
+                },
+                ReturnValues="ALL_OLD",
+            ).get("Attributes")
+        except self.client.exceptions.ConditionalCheckFailedException:
+            current = self.get_line(batch_id, line)
+            if current is None or current.done:
+                return Claim("done")
+            return Claim("busy", lease_until=current.lease_until)
+        previous = LineItem.from_item({"sk": line_sk(line), **old}) if old else None
+        return Claim(
+            "claimed",
+            previous_request_ids=tuple(previous.request_ids) if previous else (),
+            last_error=previous.last_error if previous else None,
+        )
+
+    def set_line_operation(self, batch_id: str, line: int, operation: str) -> None:
+        self.table.update_item(
+            Key={"pk": batch_id, "sk": line_sk(line)},
+            UpdateExpression="SET operation = :op",
+            ExpressionAttributeValues={":op": operation},
+        )
+
+    def release_line(
+        self,
+        batch_id: str,
+        line: int,
+        request_id: str,
+        *,
+        billed_calls: int,
+        billed_unknown: int,
+        last_error: ErrorBody | None,
+    ) -> None:
+        """Give the line back after a retryable failure, keeping count of billing."""
+        expr = "REMOVE lease_id, lease_until ADD billed_calls :b, billed_unknown :u"
+        values: dict[str, Any] = {":b": billed_calls, ":u": billed_unknown, ":rid": request_id}
+        if last_error is not None:
+            expr = "SET last_error = :e " + expr
+            values[":e"] = last_error.model_dump_json()
+        # Failing the condition means the lease ran out and another attempt took the line.
+        with contextlib.suppress(self.client.exceptions.ConditionalCheckFailedException):
+            self.table.update_item(
+                Key={"pk": batch_id, "sk": line_sk(line)},
+                UpdateExpression=expr,
+                ConditionExpression="lease_id = :rid AND attribute_not_exists(outcome)",
+                ExpressionAttributeValues=values,
+            )
+
+    def complete_line(
+        self,
+        batch_id: str,
+        outcome: ReportLine,
+        now: float,
+        *,
+        billed_calls: int = 0,
+        billed_unknown: int = 0,
+        recovered: bool = False,
+        expires_at: int,
+    ) -> bool:
+        """Write the line's outcome and count it on the batch, atomically. False if the
+        line already had an outcome (then nothing is written or counted)."""
+        from boto3.dynamodb.types import TypeSerializer
+
+        ser = TypeSerializer()
+
+        def av(values: dict[str, Any]) -> dict[str, Any]:
+            return {k: ser.serialize(v) for k, v in values.items()}
+
+        line_values: dict[str, Any] = {
+            ":o": outcome.to_json(),
+            ":st": outcome.status,
+            ":now": _d(now),
+            ":b": billed_calls,
+            ":u": billed_unknown,
+            ":rec": recovered,
+            ":exp": expires_at,
+        }
+        line_set = (
+            "outcome = :o, st = :st, completed_at = :now, recovered = :rec, "
+            "expires_at = if_not_exists(expires_at, :exp)"
+        )
+        if outcome.operation is not None:
+            line_set += ", operation = :op"
+            line_values[":op"] = outcome.operation.value
+        meta_add = "ADD #done :one, n_ok :ok, n_error :err"
+        meta_values: dict[str, Any] = {
+            ":one": 1,
+            ":ok": 1 if outcome.status == "ok" else 0,
+            ":err": 0 if outcome.status == "ok" else 1,
+        }
+        if outcome.status == "ok" and outcome.decision in DECISIONS:
+            meta_add += f", n_{outcome.decision} :one"
+        try:
+            self.client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Update": {
+                            "TableName": self.table_name,
+                            "Key": av({"pk": batch_id, "sk": line_sk(outcome.line)}),
+                            "UpdateExpression": f"SET {line_set} REMOVE lease_id, lease_until "
+                            "ADD billed_calls :b, billed_unknown :u",
+                            "ConditionExpression": "attribute_not_exists(outcome)",
+                            "ExpressionAttributeValues": av(line_values),
+                        }
+                    },
+                    {
+                        "Update": {
+                            "TableName": self.table_name,
+                            "Key": av({"pk": batch_id, "sk": META}),
+                            "UpdateExpression": meta_add,
+                            "ConditionExpression": "attribute_exists(pk)",
+                            "ExpressionAttributeNames": {"#done": "done"},
+                            "ExpressionAttributeValues": av(meta_values),
+                        }
+                    },
+                ]
+            )
+        except self.client.exceptions.TransactionCanceledException as e:
+            reasons = [r.get("Code") for r in e.response.get("CancellationReasons", [])]
+            if reasons and reasons[0] == "ConditionalCheckFailed":
+                return False
+            raise
+        return True
+
+    def lines(self, batch_id: str) -> Iterator[LineItem]:
+        """Every line item of a batch, in line order."""
+        kwargs: dict[str, Any] = {
+            "KeyConditionExpression": "pk = :b AND begins_with(sk, :p)",
+            "ExpressionAttributeValues": {":b": batch_id, ":p": "line#"},
+            "ConsistentRead": True,
+        }
+        while True:
+            page = self.table.query(**kwargs)
+            for item in page.get("Items", []):
+                yield LineItem.from_item(item)
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def outcome_json_lines(items: Iterator[LineItem]) -> Iterator[str]:
+    for item in items:
+        assert item.outcome_json is not None
+        yield item.outcome_json
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+@cache
+def default_batch_store() -> BatchStore:
+    cfg: Settings = settings()
+    return BatchStore(cfg.batch_table, cfg.result_ttl_days)
