@@ -183,7 +183,7 @@ class BatchJobs:
             return meta.batch_id
         if created:
             logger.info("batch started", extra=log)
-            metrics.add_metric(name="BatchesStarted", unit="Count", value=1)
+            _count("BatchesStarted")
         try:
             spans, header = self._scan(ref)
         except (MalformedManifest, ManifestUnreadable) as e:
@@ -257,7 +257,7 @@ class BatchJobs:
         body = error_body(error)
         if not self.store.fail(meta.batch_id, body, now):
             return
-        metrics.add_metric(name="BatchesFailed", unit="Count", value=1)
+        _count("BatchesFailed")
         meta = self.store.get_meta(meta.batch_id) or meta
         line = ReportLine(line=0, status="error", error=body)
         done = list(self.store.lines(meta.batch_id))
@@ -283,7 +283,7 @@ class BatchJobs:
             msg = ItemMessage.model_validate_json(body)
         except ValueError:
             logger.error("not an item message; dropped")
-            metrics.add_metric(name="BatchMessagesDropped", unit="Count", value=1)
+            _count("BatchMessagesDropped")
             return
         try:
             self.process_item(msg, receive_count=receive_count, remaining_s=remaining_s)
@@ -294,7 +294,7 @@ class BatchJobs:
                 "batch item retried later",
                 extra={"batch_id": msg.batch_id, "line": msg.line, "reason": reason, "delay_s": round(delay, 2)},
             )
-            metrics.add_metric(name="BatchItemsRetried", unit="Count", value=1)
+            _count("BatchItemsRetried")
             if receipt_handle:
                 self._set_visibility(source_arn, receipt_handle, delay)
             raise
@@ -318,7 +318,7 @@ class BatchJobs:
             expires_at=self._expires(now),
         )
         if claim.state == "done":
-            metrics.add_metric(name="BatchItemsDuplicate", unit="Count", value=1)
+            _count("BatchItemsDuplicate")
             self.maybe_report(msg.batch_id)
             return
         if claim.state == "busy":
@@ -362,7 +362,7 @@ class BatchJobs:
         if recovered is not None:
             outcome, billed = recovered
             self._complete(msg, outcome, billed=billed, recovered=True)
-            metrics.add_metric(name="BatchItemsRecovered", unit="Count", value=1)
+            _count("BatchItemsRecovered")
             return
 
         from facegate.service import Caller
@@ -448,9 +448,7 @@ class BatchJobs:
             expires_at=self._expires(now),
         )
         if written:
-            metrics.add_metric(
-                name="BatchItemsOk" if outcome.status == "ok" else "BatchItemsFailed", unit="Count", value=1
-            )
+            _count("BatchItemsOk" if outcome.status == "ok" else "BatchItemsFailed")
         return written
 
     def _release(self, msg: ItemMessage, request_id: str, e: FacegateError, *, billed: tuple[int, int]) -> None:
@@ -640,7 +638,7 @@ class BatchJobs:
                     line=msg.line, status="error", operation=operation, request_id=request_id, error=error_body(error)
                 ),
             )
-        metrics.add_metric(name="BatchItemsDeadLettered", unit="Count", value=1)
+        _count("BatchItemsDeadLettered")
         self.maybe_report(msg.batch_id)
 
     def _operation_of(self, msg: ItemMessage) -> Operation:
@@ -668,7 +666,7 @@ class BatchJobs:
             return False
         self.write_report(meta)
         self.store.finish_report(batch_id, self.clock())
-        metrics.add_metric(name="BatchesCompleted", unit="Count", value=1)
+        _count("BatchesCompleted")
         logger.info("batch report written", extra={"batch_id": batch_id, "items": meta.total})
         return True
 
@@ -766,6 +764,14 @@ def _count_billed(attempts: Iterable[Any]) -> tuple[int, int]:
         elif a.billed is None:
             unknown += 1
     return billed, unknown
+
+
+def _count(name: str) -> None:
+    """A CloudWatch metric; never a reason for an item to fail."""
+    try:
+        metrics.add_metric(name=name, unit="Count", value=1)
+    except Exception:
+        logger.debug("metric not recorded", extra={"metric": name})
 
 
 def remaining_seconds(context: Any, default: float = 60.0) -> float:

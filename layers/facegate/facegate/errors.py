@@ -285,3 +285,19 @@ class DeadlineExceeded(VendorError):
 class InternalError(FacegateError):
     code = "INTERNAL_ERROR"
     status = 500
+
+
+class IdempotencyNotConfigured(FacegateError):
+    """Idempotency-Key sent to a deployment without an idempotency table: refusing is
+    safer than silently running a request the caller believes is safe to repeat."""
+
+    code = "IDEMPOTENCY_NOT_CONFIGURED"
+    status = 501
+
+
+class IdempotencyUnavailable(FacegateError):
+    """The idempotency store failed before the operation ran; nothing was called."""
+
+    code = "IDEMPOTENCY_UNAVAILABLE"
+    status = 503
+    retryable = True

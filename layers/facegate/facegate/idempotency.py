@@ -70,9 +70,10 @@ from botocore.config import Config
 
 from facegate.config import Settings, settings
 from facegate.errors import (
-    FacegateError,
     IdempotencyInProgress,
     IdempotencyKeyReused,
+    IdempotencyNotConfigured,
+    IdempotencyUnavailable,
     InvalidRequest,
 )
 from facegate.models import Operation
@@ -87,19 +88,6 @@ _KEY = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 _STORE_CLIENT = Config(connect_timeout=2, read_timeout=3, retries={"mode": "standard", "max_attempts": 3})
 
 
-class IdempotencyNotConfigured(FacegateError):
-    """Idempotency-Key sent to a deployment without an idempotency table."""
-
-    code = "IDEMPOTENCY_NOT_CONFIGURED"
-    status = 501
-
-
-class IdempotencyUnavailable(FacegateError):
-    """The idempotency store failed before the operation ran; nothing was called."""
-
-    code = "IDEMPOTENCY_UNAVAILABLE"
-    status = 503
-    retryable = True
 
 
 def requested_key(event: Mapping[str, Any]) -> str | None:

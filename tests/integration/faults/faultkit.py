@@ -186,6 +186,17 @@ class Gate:
         assert item is not None, f"no results-log record for {request_id}"
         return item
 
+    def all_records(self) -> list[dict[str, Any]]:
+        """Every results-log record (a scan answers at most 1 MB a page: follow the pages)."""
+        items: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {"ConsistentRead": True}
+        while True:
+            page = self.aws.table.scan(**kwargs)
+            items += page["Items"]
+            if "LastEvaluatedKey" not in page:
+                return items
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
     @staticmethod
     def attempts(record_or_response: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
         """(vendor, outcome, billed) of each attempt; a null ``billed`` is absent in the log."""
