@@ -53,20 +53,7 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from functools import cache
-from typing import Any
-
-from aws_lambda_powertools.utilities.idempotency import (
-    DynamoDBPersistenceLayer,
-    IdempotencyConfig,
-    idempotent_function,
-)
-from aws_lambda_powertools.utilities.idempotency.exceptions import (
-    BaseError,
-    IdempotencyAlreadyInProgressError,
-    IdempotencyValidationError,
-)
-from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import DataRecord
-from botocore.config import Config
+from typing import TYPE_CHECKING, Any
 
 from facegate.config import Settings, settings
 from facegate.errors import (
@@ -79,13 +66,18 @@ from facegate.errors import (
 from facegate.models import Operation
 from facegate.observability import logger, metrics
 
+if TYPE_CHECKING:
+    # Imported where used: Powertools Idempotency pulls in boto3, which requests
+    # without an Idempotency-Key (most of them) should not pay for at cold start.
+    from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
+    from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import DataRecord
+
 HEADER = "Idempotency-Key"
 REPLAY_HEADER = "Idempotent-Replay"
 # The operations a key applies to (all POST); other routes ignore the header.
 OPERATIONS = frozenset({Operation.COMPARE, Operation.DETECT, Operation.FEATURES, Operation.VERIFY_IDENTITY})
 
 _KEY = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
-_STORE_CLIENT = Config(connect_timeout=2, read_timeout=3, retries={"mode": "standard", "max_attempts": 3})
 
 
 
@@ -145,7 +137,12 @@ def persistence_layer(table: str, ttl_s: int) -> DynamoDBPersistenceLayer:
     names are Powertools' defaults: ``id`` (hash key), ``expiration`` (TTL),
     ``in_progress_expiration``, ``status``, ``data``, ``validation``. Short timeouts:
     a slow store must not eat the request's deadline (the vendor's share of it)."""
-    return DynamoDBPersistenceLayer(table_name=table, boto_config=_STORE_CLIENT)
+    from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
+    from botocore.config import Config
+
+    # Short timeouts: a slow key store must not eat the request's deadline.
+    client = Config(connect_timeout=2, read_timeout=3, retries={"mode": "standard", "max_attempts": 3})
+    return DynamoDBPersistenceLayer(table_name=table, boto_config=client)
 
 
 def run(
@@ -166,6 +163,13 @@ def run(
             f"{HEADER} is not supported by this deployment (no idempotency table is configured); "
             "the request was not run"
         )
+    from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
+    from aws_lambda_powertools.utilities.idempotency.exceptions import (
+        BaseError,
+        IdempotencyAlreadyInProgressError,
+        IdempotencyValidationError,
+    )
+
     config = IdempotencyConfig(
         event_key_jmespath="[api_key_id, idempotency_key]",
         payload_validation_jmespath="body_sha256",
