@@ -58,7 +58,13 @@ def aws(monkeypatch):
                 sm.create_secret(Name=f"facegate/{STAGE}/vendors/{vendor}", SecretString=json.dumps(value))
 
             def records(self) -> list[dict]:
-                return self.table.scan(ConsistentRead=True)["Items"]
+                items, kw = [], {"ConsistentRead": True}
+                while True:  # every page: a large run spans several
+                    page = self.table.scan(**kw)
+                    items += page["Items"]
+                    if "LastEvaluatedKey" not in page:
+                        return items
+                    kw["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
             @staticmethod
             def idempotency_records() -> list[dict]:

@@ -23,6 +23,9 @@ class FacegateError(Exception):
     code: ClassVar[str] = "INTERNAL_ERROR"
     status: ClassVar[int] = 500
     retryable: ClassVar[bool] = False
+    # What ``billed`` is when the raiser does not say: None (unknown) unless the
+    # error can only happen before anything was sent.
+    default_billed: ClassVar[bool | None] = None
 
     def __init__(
         self,
@@ -31,7 +34,7 @@ class FacegateError(Exception):
         vendor: str | None = None,
         vendor_code: str | int | None = None,
         vendor_message: str | None = None,
-        billed: bool | None = None,
+        billed: bool | type[Ellipsis] | None = ...,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -39,7 +42,7 @@ class FacegateError(Exception):
         self.vendor_code = None if vendor_code is None else str(vendor_code)
         self.vendor_message = vendor_message
         # None: we cannot know (e.g. a read timeout after the request went out).
-        self.billed = billed
+        self.billed: bool | None = self.default_billed if billed is ... else billed  # type: ignore[assignment]
 
     def body(self) -> dict:
         """The contract's ``error`` object."""
@@ -62,6 +65,7 @@ class FacegateError(Exception):
 class CallerError(FacegateError):
     code = "INVALID_REQUEST"
     status = 400
+    default_billed = False  # raised by our checks before any call; vendors say otherwise explicitly
 
 
 class InvalidRequest(CallerError):
@@ -216,6 +220,7 @@ class VendorError(FacegateError):
 class VendorNotConfigured(VendorError):
     code = "VENDOR_NOT_CONFIGURED"
     status = 503
+    default_billed = False  # nothing can be sent without credentials
 
 
 class VendorAuthFailed(VendorError):
@@ -240,6 +245,13 @@ class VendorUnavailable(VendorError):
     code = "VENDOR_UNAVAILABLE"
     status = 503
     retryable = True
+
+
+class VendorConnectionLost(VendorUnavailable):
+    """The connection dropped after the request was sent: the vendor may have done
+    (and billed) the work, so asking another vendor could bill the same check twice."""
+
+    failover = False
 
 
 class VendorTimeout(VendorError):

@@ -290,8 +290,10 @@ class Service:
             ids = list(consensus.vendors)
         else:
             ids = [req.vendor or self._default_vendor(op)]
-            fallback = req.fallback if (req.fallback or req.vendor) else self.cfg.fallback
-            ids += [v for v in fallback if v not in ids and op in vendor_class(v).operations]
+            if req.fallback:  # the caller's own list: a vendor in it that lacks the operation is an error
+                ids += [v for v in req.fallback if v not in ids]
+            elif not req.vendor:  # the stage's default order serves every operation: skip what does not fit
+                ids += [v for v in self.cfg.fallback if v not in ids and op in vendor_class(v).operations]
         unknown = set(req.options) - set(ids)
         if unknown:
             raise InvalidOption(

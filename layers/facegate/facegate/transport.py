@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from facegate.errors import VendorTimeout, VendorUnavailable
+from facegate.errors import VendorConnectionLost, VendorTimeout, VendorUnavailable
 from facegate.vendors.base import HttpRequest, HttpResponse
 
 if TYPE_CHECKING:
@@ -79,11 +79,10 @@ class Transport:
                 f"{vendor}'s TLS certificate was not accepted", vendor=vendor, billed=False
             ) from None
         except requests.exceptions.ConnectionError as e:
+            if _is_connect_failure(e):
+                raise VendorUnavailable(f"{vendor} could not be reached", vendor=vendor, billed=False) from None
             # A connection reset after sending can still have been billed.
-            sent = not _is_connect_failure(e)
-            raise VendorUnavailable(
-                f"{vendor} could not be reached", vendor=vendor, billed=None if sent else False
-            ) from None
+            raise VendorConnectionLost(f"{vendor} dropped the connection before answering", vendor=vendor) from None
         except requests.exceptions.RequestException:
             raise VendorUnavailable(f"{vendor} request failed", vendor=vendor, billed=None) from None
         return HttpResponse(status=r.status_code, headers=r.headers, body=r.content)

@@ -57,7 +57,7 @@ def sandboxes() -> Iterator[Sandboxes]:
 
 @pytest.fixture(scope="session")
 def images_b64(face_bytes) -> dict[str, str]:
-    """The test photos, and small copies of them for the long random run."""
+    """The test photos (base64), and 160-pixel copies of them that most tests send."""
     from PIL import Image
 
     out = {}

@@ -78,7 +78,7 @@ class Ledger:
         self.tag = None
 
     def settle(self, within_s: float = SANDBOX_TIMEOUT_S + 3.0) -> list[Dispatch]:
-        """Wait for stalled sandbox threads (timeout faults) to finish; return every entry."""
+        """Wait for stalled sandbox threads (timeouts, slow answers) to finish; return every entry."""
         end = time.monotonic() + within_s
         while any(e.billed is None for e in self.entries) and time.monotonic() < end:
             time.sleep(0.05)

@@ -239,7 +239,7 @@ def test_sm2_with_another_key_is_9800(transport, photo):
         ("rate_limit", errors.VendorRateLimited, "429", False),
         ("quota", errors.VendorQuotaExhausted, "402", False),
         ("auth", errors.VendorAuthFailed, "9800", False),
-        ("reset", errors.VendorUnavailable, None, None),
+        ("reset", errors.VendorConnectionLost, None, None),
     ],
 )
 def test_faults_become_the_right_errors(vendor, sandbox, photo, fault, cls, vendor_code, billed):

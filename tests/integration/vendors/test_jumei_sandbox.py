@@ -239,7 +239,7 @@ def test_a_different_source_is_signed_and_accepted(sandbox, transport, photo):
         # adapter's docstring): it is indistinguishable from throttling.
         ("quota", errors.VendorRateLimited),
         ("auth", errors.VendorAuthFailed),
-        ("reset", errors.VendorUnavailable),
+        ("reset", errors.VendorConnectionLost),
     ],
 )
 def test_faults_become_the_right_errors(vendor, sandbox, photo, fault, cls):

@@ -13,6 +13,7 @@ import pytest
 from facegate.errors import (
     VendorAuthFailed,
     VendorBadResponse,
+    VendorConnectionLost,
     VendorQuotaExhausted,
     VendorRateLimited,
     VendorRejected,
@@ -209,7 +210,7 @@ def test_wrong_secret_code(sandbox, transport, photo):
         ("rate_limit", VendorRateLimited, False),
         ("quota", VendorQuotaExhausted, False),
         ("auth", VendorAuthFailed, False),
-        ("reset", VendorUnavailable, None),  # dropped after the request went out
+        ("reset", VendorConnectionLost, None),  # dropped after the request went out
     ],
 )
 def test_faults(sandbox, vendor, photo, fault, error, billed):

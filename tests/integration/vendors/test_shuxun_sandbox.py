@@ -178,7 +178,7 @@ def test_a_timestamp_outside_the_window_is_an_auth_failure(vendor, sandbox, phot
         ("rate_limit", errors.VendorRateLimited, "6"),
         ("quota", errors.VendorQuotaExhausted, "5"),
         ("auth", errors.VendorAuthFailed, "10"),
-        ("reset", errors.VendorUnavailable, None),
+        ("reset", errors.VendorConnectionLost, None),
     ],
 )
 def test_faults_become_the_right_errors(vendor, sandbox, photo, fault, cls, vendor_code):

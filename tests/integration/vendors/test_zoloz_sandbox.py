@@ -22,6 +22,7 @@ from facegate.errors import (
     NoFace,
     VendorAuthFailed,
     VendorBadResponse,
+    VendorConnectionLost,
     VendorQuotaExhausted,
     VendorRateLimited,
     VendorRejected,
@@ -207,7 +208,7 @@ def test_no_face_found(sandbox, transport, encrypt):
         ("auth", VendorAuthFailed, "SIGNATURE_INVALID"),
         ("http_500", VendorUnavailable, "500"),
         ("malformed", VendorBadResponse, None),
-        ("reset", VendorUnavailable, None),
+        ("reset", VendorConnectionLost, None),
     ],
 )
 def test_faults(sandbox, transport, refs, encrypt, fault, error, code):
