@@ -23,6 +23,8 @@
 | FACEGATE_MAX_RETRIES | retries of one vendor, only when it cannot have billed | 1 |
 | FACEGATE_STATE_TABLE | DynamoDB table of shared vendor health (cooldowns); in memory without | (none) |
 | FACEGATE_COOLDOWN_FAILURES / _WINDOW_S / _S | failures in the window that open a cooldown; its length | 5 / 60 / 30 |
+| FACEGATE_PEPPER_SECRET | secret (name or ARN) holding the stage's pepper for ID-number HMACs | (none) |
+| FACEGATE_PEPPER | the pepper itself (local runs); without either, no ID-number HMAC is stored | (none) |
 """
 
 from __future__ import annotations
@@ -81,6 +83,7 @@ class Settings(BaseModel):
     cooldown_failures: int = Field(default=5, ge=1)
     cooldown_window_s: float = Field(default=60.0, gt=0)
     cooldown_s: float = Field(default=30.0, gt=0)
+    pepper_secret: str | None = None
 
     def secret_name(self, vendor_id: str) -> str:
         assert vendor_id in VENDOR_IDS

@@ -64,9 +64,7 @@ class HealthBook:
             state: State = "open" if now < open_until else "half_open"
             return VendorHealth(vendor, state, int(item.get("failures", 0)), float(open_until))
         failures = (
-            int(item.get("failures", 0))
-            if now - float(item.get("window_start", 0)) < self.policy.window_s
-            else 0
+            int(item.get("failures", 0)) if now - float(item.get("window_start", 0)) < self.policy.window_s else 0
         )
         return VendorHealth(vendor, "closed", failures)
 

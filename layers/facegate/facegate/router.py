@@ -88,9 +88,7 @@ class Attempts:
 def retry_safe(e: FacegateError) -> bool:
     """Could not have reached (or billed) the vendor, and may work next time."""
     return (
-        isinstance(e, (VendorUnavailable, VendorTimeout))
-        and e.billed is False
-        and not isinstance(e, VendorCoolingDown)
+        isinstance(e, (VendorUnavailable, VendorTimeout)) and e.billed is False and not isinstance(e, VendorCoolingDown)
     )
 
 
@@ -168,9 +166,7 @@ class Router:
                 attempts.add(vid, e.code, False, time.monotonic())
                 raise e
             if not self.health.allow(vid):
-                e = VendorCoolingDown(
-                    f"{vid} is cooling down after repeated failures", vendor=vid, billed=False
-                )
+                e = VendorCoolingDown(f"{vid} is cooling down after repeated failures", vendor=vid, billed=False)
                 attempts.add(vid, "VENDOR_COOLING_DOWN", False, time.monotonic())
                 raise e
             started = time.monotonic()

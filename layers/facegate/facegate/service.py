@@ -176,16 +176,12 @@ class Service:
         verdicts, answered = [], []
         for vid, _, result in results:
             if isinstance(result, FacegateError):
-                verdicts.append(
-                    VendorVerdict(vendor=vid, error=ErrorBody(**result.body()), billed=result.billed)
-                )
+                verdicts.append(VendorVerdict(vendor=vid, error=ErrorBody(**result.body()), billed=result.billed))
                 continue
             v = self._verdict(vid, result, req.security_level)
             answered.append(v)
             verdicts.append(
-                VendorVerdict(
-                    vendor=vid, vendor_request_id=result.vendor_request_id, billed=result.billed, **v
-                )
+                VendorVerdict(vendor=vid, vendor_request_id=result.vendor_request_id, billed=result.billed, **v)
             )
         caller_errors = [r for _, _, r in results if isinstance(r, CallerError)]
         if caller_errors:
@@ -227,7 +223,7 @@ class Service:
             "name_masked": mask_name(identity.name),
             "id_number_masked": mask_id_number(identity.id_number),
         }
-        call.extra.update(masked, id_number_hmac=fingerprint(identity.id_number))
+        call.extra.update(masked, id_number_hmac=fingerprint(identity.id_number, pepper=self._pepper()))
         plan = self._plan(call.operation, req)
         inputs = _Inputs(self, [req.image], call, plan)
 
@@ -317,6 +313,15 @@ class Service:
                 raise InvalidOption(f"options for vendor '{vid}' must be an object")
             plan.append(Planned(cls, cls.parse_options(opts)))
         return plan
+
+    def _pepper(self) -> str | None:
+        """The stage's pepper for ID-number HMACs, from its secret (cached like the
+        vendors' credentials); None falls back to FACEGATE_PEPPER, then to nothing."""
+        if not self.cfg.pepper_secret:
+            return None
+        from aws_lambda_powertools.utilities import parameters
+
+        return parameters.get_secret(self.cfg.pepper_secret, max_age=self.cfg.secrets_max_age)
 
     def _default_vendor(self, op: Operation) -> str:
         """The stage's default vendor, or for an operation it lacks (verify-identity on
@@ -467,9 +472,7 @@ class _Inputs:
         total = vendor.limits.total_bytes
         budget = total // sum(sends_bytes) if total and any(sends_bytes) else None
         return [
-            ImageRef(image=imagelib.fit(self._image(i), vendor.limits, budget))
-            if as_bytes
-            else self._passthrough(inp)
+            ImageRef(image=imagelib.fit(self._image(i), vendor.limits, budget)) if as_bytes else self._passthrough(inp)
             for i, (inp, as_bytes) in enumerate(zip(self.inputs, sends_bytes, strict=True))
         ]
 

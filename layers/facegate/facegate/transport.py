@@ -27,9 +27,7 @@ class Timeouts:
 
 
 class Transport:
-    def __init__(
-        self, timeouts: Timeouts | None = None, timeouts_by_vendor: Mapping[str, Timeouts] | None = None
-    ):
+    def __init__(self, timeouts: Timeouts | None = None, timeouts_by_vendor: Mapping[str, Timeouts] | None = None):
         self.timeouts = timeouts or Timeouts()
         self.timeouts_by_vendor = dict(timeouts_by_vendor or {})
         self._session: requests.Session | None = None
@@ -69,9 +67,7 @@ class Transport:
                 verify=True,
             )
         except requests.exceptions.ConnectTimeout:
-            raise VendorTimeout(
-                f"{vendor} did not accept a connection in time", sent=False, vendor=vendor
-            ) from None
+            raise VendorTimeout(f"{vendor} did not accept a connection in time", sent=False, vendor=vendor) from None
         except requests.exceptions.ReadTimeout:
             raise VendorTimeout(f"{vendor} did not answer in time", sent=True, vendor=vendor) from None
         except requests.exceptions.SSLError:
