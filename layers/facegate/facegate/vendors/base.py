@@ -10,7 +10,7 @@ transport. That is what makes golden-request tests possible.
 from __future__ import annotations
 
 from abc import ABC
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -137,9 +137,7 @@ class HttpResponse:
     body: bytes = field(repr=False)
 
 
-def decide(
-    outcome: CompareOutcome, level: SecurityLevel, threshold: float | None = None
-) -> tuple[Decision, float]:
+def decide(outcome: CompareOutcome, level: SecurityLevel, threshold: float | None = None) -> tuple[Decision, float]:
     """The one place a similarity becomes a decision.
 
     ``threshold`` is a stage override; without one the vendor's own verdict
@@ -273,9 +271,7 @@ def json_body(response: HttpResponse, vendor: str) -> Any:
     from facegate.errors import VendorBadResponse, VendorRateLimited, VendorUnavailable
 
     if response.status == 429:
-        raise VendorRateLimited(
-            f"{vendor} is rate limiting requests", vendor=vendor, vendor_code="429", billed=False
-        )
+        raise VendorRateLimited(f"{vendor} is rate limiting requests", vendor=vendor, vendor_code="429", billed=False)
     try:
         return json.loads(response.body)
     except (ValueError, UnicodeDecodeError):
@@ -289,3 +285,22 @@ def json_body(response: HttpResponse, vendor: str) -> Any:
         raise VendorBadResponse(
             f"{vendor} answered HTTP {response.status} without a JSON body", vendor=vendor, billed=None
         ) from None
+
+
+_BASE64_TEXT = __import__("re").compile(r"[A-Za-z0-9+/=]*")
+
+
+def form_body(fields: Mapping[str, str] | Sequence[tuple[str, str]]) -> bytes:
+    """``application/x-www-form-urlencoded`` exactly as ``urllib.parse.urlencode``
+    writes it (UTF-8, space as ``+``), but fast for base64 images: their text needs
+    only ``+``, ``/`` and ``=`` escaped, and quoting megabytes character by character
+    costs ~6 ms per image."""
+    from urllib.parse import quote_plus
+
+    def enc(value: str) -> str:
+        if len(value) > 256 and _BASE64_TEXT.fullmatch(value):
+            return value.replace("+", "%2B").replace("/", "%2F").replace("=", "%3D")
+        return quote_plus(value)
+
+    pairs = fields.items() if isinstance(fields, Mapping) else fields
+    return "&".join(f"{quote_plus(k)}={enc(v)}" for k, v in pairs).encode("ascii")

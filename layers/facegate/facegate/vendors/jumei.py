@@ -69,7 +69,6 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar
-from urllib.parse import urlencode
 
 from pydantic import StringConstraints
 
@@ -102,6 +101,7 @@ from facegate.vendors.base import (
     HttpVendor,
     Identity,
     ImageRef,
+    form_body,
     json_body,
 )
 
@@ -175,9 +175,7 @@ class JumeiVendor(HttpVendor):
     # less than 1 MB, and images.fit() re-encodes anything larger, so 1 MB keeps
     # well clear of the vendor's unknown cap at no cost in accuracy. Formats: the
     # three every public-security face service takes; fit() turns others into JPEG.
-    limits: ClassVar[ImageLimits] = ImageLimits(
-        formats=frozenset({"JPEG", "PNG", "BMP"}), max_bytes=1024 * 1024
-    )
+    limits: ClassVar[ImageLimits] = ImageLimits(formats=frozenset({"JPEG", "PNG", "BMP"}), max_bytes=1024 * 1024)
 
     credentials: JumeiCredentials
 
@@ -194,12 +192,10 @@ class JumeiVendor(HttpVendor):
         elif image.url is not None:
             fields.append(("imgUrl", image.url))
         else:
-            raise InvalidRequest(
-                "jumei takes the photo as base64 or a URL, not as a face token", vendor=VENDOR
-            )
+            raise InvalidRequest("jumei takes the photo as base64 or a URL, not as a face token", vendor=VENDOR)
         fields.append(("name", name))
         # urlencode: UTF-8 percent-encoding, space as "+", the form the doc's samples send.
-        body = urlencode(fields).encode("ascii")
+        body = form_body(fields)
         creds = self.credentials
         headers = {
             **tencent_market.headers(creds.secret_id, creds.secret_key, creds.source, ctx.now),
@@ -211,9 +207,7 @@ class JumeiVendor(HttpVendor):
 
     # --- response -----------------------------------------------------------------------
 
-    def parse_verify_identity(
-        self, response: HttpResponse, request: HttpRequest, ctx: CallContext
-    ) -> CompareOutcome:
+    def parse_verify_identity(self, response: HttpResponse, request: HttpRequest, ctx: CallContext) -> CompareOutcome:
         sent = request.state if isinstance(request.state, _Sent) else None
         if response.status in (401, 403):
             message = _gateway_message(response, sent)
@@ -226,9 +220,7 @@ class JumeiVendor(HttpVendor):
             )
         body = json_body(response, VENDOR)  # 429 and non-JSON bodies are handled there
         if not isinstance(body, dict):
-            raise VendorBadResponse(
-                "jumei answered with JSON that is not an object", vendor=VENDOR, billed=None
-            )
+            raise VendorBadResponse("jumei answered with JSON that is not an object", vendor=VENDOR, billed=None)
         code = _as_int(body.get("code"))
         if code is None:
             # No vendor code: the gateway (or something in front of it) answered.

@@ -28,7 +28,6 @@ import math
 import re
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
-from urllib.parse import urlencode
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -52,6 +51,7 @@ from facegate.vendors.base import (
     HttpResponse,
     HttpVendor,
     ImageRef,
+    form_body,
     json_body,
 )
 
@@ -225,7 +225,7 @@ class Kuaidi100Vendor(HttpVendor):
             method="POST",
             url=f"{self.endpoint}{PATH}",
             headers={"Content-Type": "application/x-www-form-urlencoded"},
-            body=urlencode(fields).encode("ascii"),
+            body=form_body(fields),
         )
 
     # --- response ----------------------------------------------------------------------
@@ -233,9 +233,7 @@ class Kuaidi100Vendor(HttpVendor):
     def parse_compare(self, response: HttpResponse, request: HttpRequest, ctx: CallContext) -> CompareOutcome:
         body = json_body(response, VENDOR_ID)
         if not isinstance(body, dict):
-            raise VendorBadResponse(
-                "kuaidi100 answered with something other than a JSON object", vendor=VENDOR_ID
-            )
+            raise VendorBadResponse("kuaidi100 answered with something other than a JSON object", vendor=VENDOR_ID)
         code = _code(body)
         message = _message(body)
         if code is None:
@@ -280,9 +278,7 @@ class Kuaidi100Vendor(HttpVendor):
             vendor_match=None,
             # The vendor's tokens let a caller send the same faces again as
             # {"face_token": ...} without re-uploading them.
-            extra={
-                "face_tokens": {"image1": _token(data, "sourceToken"), "image2": _token(data, "compareToken")}
-            },
+            extra={"face_tokens": {"image1": _token(data, "sourceToken"), "image2": _token(data, "compareToken")}},
         )
 
 

@@ -26,7 +26,6 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar
-from urllib.parse import urlencode
 
 from pydantic import Field, SecretStr
 
@@ -54,6 +53,7 @@ from facegate.vendors.base import (
     HttpResponse,
     HttpVendor,
     ImageRef,
+    form_body,
     json_body,
 )
 
@@ -165,7 +165,7 @@ class ShuxunVendor(HttpVendor):
         }
         # urlencode's default quote_plus escapes base64's "+", "/" and "=" — a bare "+"
         # would reach the vendor as a space and break the image.
-        body = urlencode(fields).encode("ascii")
+        body = form_body(fields)
         state = _State(sent_urls=any(name.startswith("imgUrl") for name, _ in fields))
         return HttpRequest("POST", self.endpoint + PATH, headers, body, state=state)
 
@@ -222,9 +222,7 @@ class ShuxunVendor(HttpVendor):
 
         confidence = _percent(data.get("confidence"))
         if confidence is None:
-            raise VendorBadResponse(
-                "shuxun's confidence is missing or not in 0..100", vendor=self.id, billed=billed
-            )
+            raise VendorBadResponse("shuxun's confidence is missing or not in 0..100", vendor=self.id, billed=billed)
         raw = data.get("threshold")
         levels = (
             {level: _percent(raw.get(name)) for level, name in THRESHOLD_FIELDS.items()}
@@ -232,9 +230,7 @@ class ShuxunVendor(HttpVendor):
             else {}
         )
         if len(levels) != len(THRESHOLD_FIELDS) or None in levels.values():
-            raise VendorBadResponse(
-                "shuxun's thresholds are missing or not in 0..100", vendor=self.id, billed=billed
-            )
+            raise VendorBadResponse("shuxun's thresholds are missing or not in 0..100", vendor=self.id, billed=billed)
         thresholds = {level: value / _SCALE for level, value in levels.items()}
         if not thresholds["low"] <= thresholds["normal"] <= thresholds["high"]:
             # Out of order, "high" would be laxer than "low": the levels would lie.
@@ -308,6 +304,4 @@ def _result_error(result: str, request: HttpRequest, vendor_message: str | None,
         # We fully decoded every base64 image before sending; a URL we never saw is the
         # likelier culprit, and "下载图片超时" (download timed out) is one of the causes.
         cls, text = ImageUnavailable, "shuxun could not fetch or read the images"
-    return cls(
-        text, vendor="shuxun", vendor_code=f"result:{result}", vendor_message=vendor_message, billed=billed
-    )
+    return cls(text, vendor="shuxun", vendor_code=f"result:{result}", vendor_message=vendor_message, billed=billed)
