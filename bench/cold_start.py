@@ -23,8 +23,8 @@ t = time.perf_counter()
 spec = importlib.util.spec_from_file_location("fn", sys.argv[1])
 m = importlib.util.module_from_spec(spec); sys.modules["fn"] = m; spec.loader.exec_module(m)
 ms = (time.perf_counter() - t) * 1000
-print(json.dumps({"ms": ms, "heavy": [h for h in %r if h in sys.modules]}))
-""" % (HEAVY,)
+print(json.dumps({"ms": ms, "heavy": [h for h in HEAVY if h in sys.modules]}))
+""".replace("HEAVY", repr(HEAVY))
 
 
 def main() -> None:
@@ -34,7 +34,10 @@ def main() -> None:
         for _ in range(RUNS):
             out = subprocess.run(
                 [sys.executable, "-c", PROBE, str(ROOT / "functions" / op / "app.py")],
-                capture_output=True, text=True, env=env, check=True,
+                capture_output=True,
+                text=True,
+                env=env,
+                check=True,
             )
             runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
         ms = statistics.median(r["ms"] for r in runs)

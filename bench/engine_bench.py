@@ -89,9 +89,7 @@ def gradient_jpeg() -> bytes:
     from PIL import Image as PILImage
 
     x = np.linspace(0, 255, 400, dtype=np.uint8)
-    rgb = np.stack(
-        [np.tile(x, (400, 1)), np.tile(x[:, None], (1, 400)), np.full((400, 400), 128, np.uint8)], axis=-1
-    )
+    rgb = np.stack([np.tile(x, (400, 1)), np.tile(x[:, None], (1, 400)), np.full((400, 400), 128, np.uint8)], axis=-1)
     buf = io.BytesIO()
     PILImage.fromarray(rgb).save(buf, format="JPEG")
     return buf.getvalue()
@@ -99,17 +97,16 @@ def gradient_jpeg() -> bytes:
 
 def warm(runs: int) -> tuple[list[tuple[str, float, float]], dict[str, float]]:
     import numpy as np
+    from PIL import Image as PILImage
+
     from facegate import engine
     from facegate.images import load_bytes
     from facegate.vendors.base import CallContext, ImageRef
     from facegate.vendors.local import LocalVendor
-    from PIL import Image as PILImage
 
     vendor = LocalVendor()
     ctx = CallContext(now=datetime.now(UTC), nonce="bench", request_id="bench")
-    raw = {
-        name: (FACES / name).read_bytes() for name in ("obama.jpg", "obama2.jpg", "biden.jpg", "32bit.png")
-    }
+    raw = {name: (FACES / name).read_bytes() for name in ("obama.jpg", "obama2.jpg", "biden.jpg", "32bit.png")}
     decoded = {name: load_bytes(data) for name, data in raw.items()}
     rgb = {name: img.rgb for name, img in decoded.items()}
     blank = load_bytes(gradient_jpeg()).rgb
@@ -118,9 +115,7 @@ def warm(runs: int) -> tuple[list[tuple[str, float, float]], dict[str, float]]:
 
     def compare_fresh():
         # what a request pays: decode both uploads, then detect and embed each
-        vendor.compare(
-            ImageRef(image=load_bytes(raw["obama.jpg"])), ImageRef(image=load_bytes(raw["obama2.jpg"])), ctx
-        )
+        vendor.compare(ImageRef(image=load_bytes(raw["obama.jpg"])), ImageRef(image=load_bytes(raw["obama2.jpg"])), ctx)
 
     def compare_decoded():
         vendor.compare(ImageRef(image=decoded["obama.jpg"]), ImageRef(image=decoded["obama2.jpg"]), ctx)
@@ -197,9 +192,7 @@ def main() -> None:
 
     colds = [
         json.loads(
-            subprocess.run(  # noqa: S603  (this interpreter running this file)
-                [sys.executable, __file__, "--cold"], check=True, capture_output=True, text=True
-            ).stdout
+            subprocess.run([sys.executable, __file__, "--cold"], check=True, capture_output=True, text=True).stdout
         )
         for _ in range(args.cold_runs)
     ]
@@ -214,10 +207,7 @@ def main() -> None:
 
     print("## Local engine\n")
     print(f"Measured {datetime.now(UTC):%Y-%m-%d} on {machine()}.")
-    print(
-        f"`.venv/bin/python bench/engine_bench.py` "
-        f"({args.cold_runs} cold processes, {args.runs} warm runs).\n"
-    )
+    print(f"`.venv/bin/python bench/engine_bench.py` ({args.cold_runs} cold processes, {args.runs} warm runs).\n")
     print("### Cold start (fresh process)\n")
     print("| step | ms, median of runs |")
     print("|---|---|")

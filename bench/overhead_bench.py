@@ -27,9 +27,14 @@ def pct(xs, p):
 
 def main() -> None:
     os.environ.update(
-        AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1",
-        POWERTOOLS_TRACE_DISABLED="true", POWERTOOLS_METRICS_DISABLED="true", POWERTOOLS_LOG_LEVEL="ERROR",
-        FACEGATE_STAGE="bench", FACEGATE_RESULTS_TABLE="bench-results",
+        AWS_ACCESS_KEY_ID="bench",
+        AWS_SECRET_ACCESS_KEY="bench",
+        AWS_DEFAULT_REGION="us-east-1",
+        POWERTOOLS_TRACE_DISABLED="true",
+        POWERTOOLS_METRICS_DISABLED="true",
+        POWERTOOLS_LOG_LEVEL="ERROR",
+        FACEGATE_STAGE="bench",
+        FACEGATE_RESULTS_TABLE="bench-results",
     )
     import boto3
     from moto import mock_aws
@@ -44,12 +49,15 @@ def main() -> None:
     a, b = (FACES / "obama.jpg").read_bytes(), (FACES / "obama2.jpg").read_bytes()
     with mock_aws(), ShuxunSandbox() as sandbox:
         boto3.client("dynamodb").create_table(
-            TableName="bench-results", BillingMode="PAY_PER_REQUEST",
+            TableName="bench-results",
+            BillingMode="PAY_PER_REQUEST",
             KeySchema=[{"AttributeName": "request_id", "KeyType": "HASH"}],
             AttributeDefinitions=[{"AttributeName": "request_id", "AttributeType": "S"}],
         )
         creds = {**ShuxunSandbox.default_credentials(), "endpoint": sandbox.url}
-        boto3.client("secretsmanager").create_secret(Name="facegate/bench/vendors/shuxun", SecretString=json.dumps(creds))
+        boto3.client("secretsmanager").create_secret(
+            Name="facegate/bench/vendors/shuxun", SecretString=json.dumps(creds)
+        )
 
         # Direct: the same adapter's request, sent with a warm session.
         vendor = ShuxunVendor(ShuxunCredentials(**creds), Transport())
@@ -62,8 +70,13 @@ def main() -> None:
             direct.append((time.perf_counter() - t) * 1000)
 
         handler = load_handler("functions/compare")
-        body = json.dumps({"vendor": "shuxun", "image1": {"base64": base64.b64encode(a).decode()},
-                           "image2": {"base64": base64.b64encode(b).decode()}})
+        body = json.dumps(
+            {
+                "vendor": "shuxun",
+                "image1": {"base64": base64.b64encode(a).decode()},
+                "image2": {"base64": base64.b64encode(b).decode()},
+            }
+        )
         headers = {"Content-Type": "application/json", "x-api-key": "k"}
         invoke(handler, api_event("POST", "/v1/compare", body, headers=headers, api_key="k"))  # warm
         api = []
@@ -75,8 +88,8 @@ def main() -> None:
             assert status == 200, out
 
     med_d, med_a = statistics.median(direct), statistics.median(api)
-    print(f"direct vendor call   median {med_d:6.1f} ms  p95 {pct(direct, .95):6.1f} ms  (n={N})")
-    print(f"through the handler  median {med_a:6.1f} ms  p95 {pct(api, .95):6.1f} ms  (n={N})")
+    print(f"direct vendor call   median {med_d:6.1f} ms  p95 {pct(direct, 0.95):6.1f} ms  (n={N})")
+    print(f"through the handler  median {med_a:6.1f} ms  p95 {pct(api, 0.95):6.1f} ms  (n={N})")
     print(f"facegate overhead    median {med_a - med_d:6.1f} ms")
 
 

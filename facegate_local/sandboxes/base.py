@@ -101,9 +101,7 @@ class Sandbox:
         """The vendor's own body for ``rate_limit``, ``quota`` and ``auth``."""
         raise NotImplementedError
 
-    def sign_response(
-        self, response: SandboxResponse, req: SandboxRequest, *, tamper: bool
-    ) -> SandboxResponse:
+    def sign_response(self, response: SandboxResponse, req: SandboxRequest, *, tamper: bool) -> SandboxResponse:
         """Vendors that sign responses override this; ``tamper`` breaks the signature."""
         return response
 
@@ -170,9 +168,7 @@ class Sandbox:
 
         self._server = _QuietServer(("127.0.0.1", port), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name=f"sandbox-{self.vendor}", daemon=True
-        )
+        self._thread = threading.Thread(target=self._server.serve_forever, name=f"sandbox-{self.vendor}", daemon=True)
         self._thread.start()
         return self
 

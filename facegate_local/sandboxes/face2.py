@@ -262,9 +262,7 @@ class Face2Sandbox(Sandbox):
             return self._reply(9800, {"msg": "无效签名"}, None, billed=False)
         raise ValueError(fault)
 
-    def sign_response(
-        self, response: SandboxResponse, req: SandboxRequest, *, tamper: bool
-    ) -> SandboxResponse:
+    def sign_response(self, response: SandboxResponse, req: SandboxRequest, *, tamper: bool) -> SandboxResponse:
         if not self.sign_responses:
             return response
         try:

@@ -169,14 +169,10 @@ class JumeiSandbox(Sandbox):
             return self._gateway_refusal(f"HMAC algorithm {algorithm or '(none)'} not supported")
         signed = params.get("headers", "").split()
         if "x-date" not in signed:
-            return self._gateway_refusal(
-                "HMAC signature cannot be verified, a valid date or x-date header is required"
-            )
+            return self._gateway_refusal("HMAC signature cannot be verified, a valid date or x-date header is required")
         for name in signed:
             if not req.headers.get(name):
-                return self._gateway_refusal(
-                    f"HMAC signature cannot be verified, a valid {name} header is required"
-                )
+                return self._gateway_refusal(f"HMAC signature cannot be verified, a valid {name} header is required")
             get_all = getattr(req.headers, "get_all", None)
             if get_all is not None and len(get_all(name) or []) > 1:
                 return self._gateway_refusal("HMAC do not support multiple HTTP header")

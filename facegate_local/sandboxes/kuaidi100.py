@@ -59,9 +59,7 @@ KEY_EXPIRED = 601  # KEY已过期
 class Kuaidi100Sandbox(Sandbox):
     vendor: ClassVar[str] = "kuaidi100"
 
-    def __init__(
-        self, *, credentials: Mapping[str, str] | None = None, score: str | float = "93.50", **kw
-    ) -> None:
+    def __init__(self, *, credentials: Mapping[str, str] | None = None, score: str | float = "93.50", **kw) -> None:
         super().__init__(**kw)
         creds = dict(credentials or self.default_credentials())
         # secret_key -> (secret_secret, the 接口编号 bought with it)
@@ -90,9 +88,7 @@ class Kuaidi100Sandbox(Sandbox):
             return SandboxResponse(status=404, body=b"Not Found", headers={"Content-Type": "text/plain"})
         if req.method != "POST":
             self.reject(f"method {req.method} instead of POST")
-            return SandboxResponse(
-                status=405, body=b"Method Not Allowed", headers={"Content-Type": "text/plain"}
-            )
+            return SandboxResponse(status=405, body=b"Method Not Allowed", headers={"Content-Type": "text/plain"})
         content_type = (req.headers.get("Content-Type") or "").split(";")[0].strip().lower()
         if content_type != FORM:
             return self._fail(PARAM_ERROR, f"content type {content_type or 'missing'} instead of {FORM}")
@@ -155,9 +151,7 @@ class Kuaidi100Sandbox(Sandbox):
             return None, f"image type {image_type!r} is not one of {sorted(IMAGE_TYPES)}"
         if image_type == "FACE_TOKEN":
             identity = self._tokens.get(value)
-            return (
-                (identity, "") if identity is not None else (None, "FACE_TOKEN was not issued by this server")
-            )
+            return (identity, "") if identity is not None else (None, "FACE_TOKEN was not issued by this server")
         if image_type == "URL":
             parts = urlsplit(value)
             if parts.scheme not in ("http", "https") or not parts.netloc:

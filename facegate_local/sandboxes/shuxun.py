@@ -96,9 +96,7 @@ class ShuxunSandbox(Sandbox):
             return SandboxResponse(status=404, body=b"Not Found", headers={"Content-Type": "text/plain"})
         if req.method != "POST":
             self.reject(f"method {req.method} is not POST")
-            return SandboxResponse(
-                status=405, body=b"Method Not Allowed", headers={"Content-Type": "text/plain"}
-            )
+            return SandboxResponse(status=405, body=b"Method Not Allowed", headers={"Content-Type": "text/plain"})
 
         why = self._auth_problem(req.headers)
         if why is not None:

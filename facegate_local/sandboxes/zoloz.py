@@ -116,9 +116,7 @@ def _pem_private(key: rsa.RSAPrivateKey) -> str:
 
 
 def _pem_public(key: rsa.RSAPublicKey) -> str:
-    return key.public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode("ascii")
+    return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode("ascii")
 
 
 class _Refused(Exception):
@@ -174,9 +172,7 @@ class ZolozSandbox(Sandbox):
         }[fault]
         return self._reply(_result(code, "F"), None, billed=False)
 
-    def sign_response(
-        self, response: SandboxResponse, req: SandboxRequest, *, tamper: bool
-    ) -> SandboxResponse:
+    def sign_response(self, response: SandboxResponse, req: SandboxRequest, *, tamper: bool) -> SandboxResponse:
         response_time = _format_time(datetime.now(ZOLOZ_TZ))
         client_id = req.headers.get("Client-Id") or self.client_id
         content = f"POST {req.path}\n{client_id}.{response_time}.{response.body.decode('utf-8')}"

@@ -1,6 +1,7 @@
 """POST /v1/compare — are two faces the same person."""
 
 from aws_lambda_powertools.logging import correlation_paths
+
 from facegate.api import caller, create_app, handle
 from facegate.models import CompareRequest, CompareResponse, Operation
 from facegate.observability import logger, metrics, tracer

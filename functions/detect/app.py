@@ -1,6 +1,7 @@
 """POST /v1/detect — where are the faces in one image."""
 
 from aws_lambda_powertools.logging import correlation_paths
+
 from facegate.api import caller, create_app, handle
 from facegate.models import DetectRequest, DetectResponse, Operation
 from facegate.observability import logger, metrics, tracer

@@ -1,6 +1,7 @@
 """POST /v1/features — the face embedding of one image."""
 
 from aws_lambda_powertools.logging import correlation_paths
+
 from facegate.api import caller, create_app, handle
 from facegate.models import FeaturesRequest, FeaturesResponse, Operation
 from facegate.observability import logger, metrics, tracer

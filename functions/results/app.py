@@ -1,6 +1,7 @@
 """GET /v1/results/{request_id} — the logged outcome of an earlier call."""
 
 from aws_lambda_powertools.logging import correlation_paths
+
 from facegate.api import create_app, handle
 from facegate.errors import NotFound
 from facegate.ids import is_request_id

@@ -1,6 +1,7 @@
 """GET /v1/vendors — vendors, their operations, whether each is configured."""
 
 from aws_lambda_powertools.logging import correlation_paths
+
 from facegate.api import create_app, handle
 from facegate.models import VendorsResponse
 from facegate.observability import logger, metrics, tracer

@@ -1,6 +1,7 @@
 """POST /v1/verify-identity — does this photo match the ID card holder."""
 
 from aws_lambda_powertools.logging import correlation_paths
+
 from facegate.api import caller, create_app, handle
 from facegate.models import Operation, VerifyIdentityRequest, VerifyIdentityResponse
 from facegate.observability import logger, metrics, tracer

@@ -17,6 +17,7 @@ STAGE = "test"
 
 def _reset_caches() -> None:
     from aws_lambda_powertools.utilities import parameters
+
     from facegate import config, idempotency, service, store
 
     config.settings.cache_clear()

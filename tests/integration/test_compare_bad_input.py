@@ -7,8 +7,9 @@ import base64
 import io
 
 import pytest
-from facegate.router import Router
 from PIL import Image
+
+from facegate.router import Router
 
 
 def _png(size=(64, 64), fmt="PNG") -> str:
@@ -140,9 +141,7 @@ def test_error_messages_never_echo_image_data(aws, call_api):
     secret_looking = base64.b64encode(b"SENSITIVE-PAYLOAD" * 4).decode()
     _, got = call_api("compare", "POST", "/v1/compare", {"image1": {"base64": secret_looking}})
     assert secret_looking not in str(got)
-    _, got = call_api(
-        "compare", "POST", "/v1/compare", {"image1": {"base64": secret_looking}, "image2": GOOD}
-    )
+    _, got = call_api("compare", "POST", "/v1/compare", {"image1": {"base64": secret_looking}, "image2": GOOD})
     assert secret_looking not in str(got)
 
 

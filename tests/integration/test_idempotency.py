@@ -9,10 +9,10 @@ import json
 import time
 
 import pytest
+
 from facegate import config
 from facegate.errors import VendorUnavailable
 from facegate.vendors.local import LocalVendor
-
 from facegate_local.lambda_runtime import api_event, invoke, load_handler
 
 PATHS = {

@@ -36,9 +36,7 @@ def test_same_person_matches_and_is_logged_without_image_data(aws, call_api, b64
     (record,) = aws.records()
     assert record["request_id"] == got["request_id"]
     assert record["decision"] == "match"
-    assert record["image_sha256"] == [
-        hashlib.sha256(face_bytes(n)).hexdigest() for n in ("obama.jpg", "obama2.jpg")
-    ]
+    assert record["image_sha256"] == [hashlib.sha256(face_bytes(n)).hexdigest() for n in ("obama.jpg", "obama2.jpg")]
     assert b64("obama.jpg")[:200] not in str(record)
     assert record["expires_at"] > 0
 

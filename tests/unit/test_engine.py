@@ -12,10 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image as PILImage
+
 from facegate import engine
 from facegate.errors import VendorNotConfigured
 from facegate.images import load_bytes
-from PIL import Image as PILImage
 
 
 def iou(a, b) -> float:
@@ -29,9 +30,7 @@ def iou(a, b) -> float:
 
 def gradient_jpeg() -> bytes:
     x = np.linspace(0, 255, 400, dtype=np.uint8)
-    rgb = np.stack(
-        [np.tile(x, (400, 1)), np.tile(x[:, None], (1, 400)), np.full((400, 400), 128, np.uint8)], -1
-    )
+    rgb = np.stack([np.tile(x, (400, 1)), np.tile(x[:, None], (1, 400)), np.full((400, 400), 128, np.uint8)], -1)
     buf = io.BytesIO()
     PILImage.fromarray(rgb).save(buf, format="JPEG")
     return buf.getvalue()
@@ -52,9 +51,7 @@ def rgb(face_bytes):
 def resized(rgb: np.ndarray, max_side: int) -> np.ndarray:
     img = PILImage.fromarray(rgb)
     scale = max_side / max(img.size)
-    return np.asarray(
-        img.resize((round(img.width * scale), round(img.height * scale)), PILImage.Resampling.BICUBIC)
-    )
+    return np.asarray(img.resize((round(img.width * scale), round(img.height * scale)), PILImage.Resampling.BICUBIC))
 
 
 # --- detection ---------------------------------------------------------------------------
@@ -210,9 +207,7 @@ def test_first_use_from_many_threads_loads_once(monkeypatch):
 
     def fake_load(directory: Path):
         calls.append(directory)
-        return engine.Models(
-            detector=object(), shape_predictor=object(), recognizer=object(), directory=directory
-        )
+        return engine.Models(detector=object(), shape_predictor=object(), recognizer=object(), directory=directory)
 
     monkeypatch.setattr(engine, "_load", fake_load)
 

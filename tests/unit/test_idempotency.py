@@ -8,6 +8,7 @@ import hashlib
 import json
 
 import pytest
+
 from facegate.errors import InvalidRequest
 from facegate.idempotency import body_sha256, is_final, requested_key
 

@@ -8,6 +8,7 @@ import re
 from datetime import date
 
 import pytest
+
 from facegate.errors import InvalidIdNumber, InvalidName
 from facegate.identity import (
     fingerprint,

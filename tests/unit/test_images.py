@@ -4,9 +4,10 @@ import base64
 import io
 
 import pytest
+from PIL import Image as PILImage
+
 from facegate import images
 from facegate.errors import ImageTooLarge, InvalidImage, UnsupportedImageFormat
-from PIL import Image as PILImage
 
 
 def encode(img: PILImage.Image, fmt: str, **kw) -> bytes:

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
+
 from facegate import errors, ids
 from facegate.config import Settings
 from facegate.models import CompareRequest, ImageInput
 from facegate.vendors.base import CompareOutcome, decide
-from pydantic import ValidationError
 
 
 def test_image_input_is_exactly_one_source():
@@ -17,9 +18,7 @@ def test_image_input_is_exactly_one_source():
 
 
 def test_compare_request_defaults():
-    req = CompareRequest.model_validate(
-        {"image1": {"base64": "a"}, "image2": {"url": "https://x.example/a.jpg"}}
-    )
+    req = CompareRequest.model_validate({"image1": {"base64": "a"}, "image2": {"url": "https://x.example/a.jpg"}})
     assert (req.vendor, req.fallback, req.security_level, req.options) == (None, [], "normal", {})
 
 
@@ -38,9 +37,7 @@ def test_every_error_class_has_a_distinct_fitting_status():
 
 
 def test_error_body_is_the_contract_shape():
-    e = errors.VendorQuotaExhausted(
-        "quota used up", vendor="shuxun", vendor_code=5, vendor_message="余额不足"
-    )
+    e = errors.VendorQuotaExhausted("quota used up", vendor="shuxun", vendor_code=5, vendor_message="余额不足")
     assert e.body() == {
         "code": "VENDOR_QUOTA_EXHAUSTED",
         "message": "quota used up",
@@ -98,9 +95,7 @@ def test_decide_prefers_the_vendors_verdict_at_normal():
 
 
 def test_decide_reports_the_uncertain_band():
-    band = dict(
-        thresholds={"low": 0.45, "normal": 0.45, "high": 0.5}, uncertain_band=(0.40, 0.45), vendor_score=None
-    )
+    band = dict(thresholds={"low": 0.45, "normal": 0.45, "high": 0.5}, uncertain_band=(0.40, 0.45), vendor_score=None)
     assert decide(CompareOutcome(similarity=0.42, **band), "normal")[0] == "uncertain"
     assert decide(CompareOutcome(similarity=0.39, **band), "normal")[0] == "no_match"
     assert decide(CompareOutcome(similarity=0.46, **band), "normal")[0] == "match"

@@ -43,7 +43,9 @@ class Script:
 
 
 def router(health=None, retries=1):
-    return Router(health or MemoryHealthBook(), vendor_for=lambda cls: cls, retry=RetryPolicy(retries, 0), sleep=lambda s: None)
+    return Router(
+        health or MemoryHealthBook(), vendor_for=lambda cls: cls, retry=RetryPolicy(retries, 0), sleep=lambda s: None
+    )
 
 
 def refused(vid="a"):
@@ -72,7 +74,7 @@ def test_single_vendor_answers():
 )
 def test_fallback_moves_on_when_the_vendor_gave_no_answer(failure):
     script = Script(a=[failure, failure], b=[Outcome(label="from b")])
-    vendor, out = router().first(plan("a", "b"), script, Attempts(), None)
+    _, out = router().first(plan("a", "b"), script, Attempts(), None)
     assert out.label == "from b"
 
 

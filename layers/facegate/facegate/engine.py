@@ -125,9 +125,7 @@ def _load(directory: Path) -> Models:
     try:
         import dlib
     except ImportError:
-        raise VendorNotConfigured(
-            "the built-in engine is not installed (dlib is missing)", vendor=_VENDOR
-        ) from None
+        raise VendorNotConfigured("the built-in engine is not installed (dlib is missing)", vendor=_VENDOR) from None
     missing = [name for name in MODEL_FILES if not (directory / name).is_file()]
     if missing:
         raise VendorNotConfigured(

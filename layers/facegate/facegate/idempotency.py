@@ -80,8 +80,6 @@ OPERATIONS = frozenset({Operation.COMPARE, Operation.DETECT, Operation.FEATURES,
 _KEY = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 
 
-
-
 def requested_key(event: Mapping[str, Any]) -> str | None:
     """The request's Idempotency-Key (header name in any case), None without one.
     A malformed key, or two different ones, is the caller's mistake (400)."""

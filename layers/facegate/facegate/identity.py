@@ -66,14 +66,10 @@ def validate_id_number(value: object, *, today: date | None = None) -> str:
     if not s:
         raise InvalidIdNumber("the ID number is empty")
     if len(s) == 15 and s.isascii() and s.isdigit():
-        raise InvalidIdNumber(
-            "old fifteen-digit ID numbers are not accepted; send the eighteen-character number"
-        )
+        raise InvalidIdNumber("old fifteen-digit ID numbers are not accepted; send the eighteen-character number")
     if len(s) != ID_LENGTH:
         raise InvalidIdNumber("an ID number has exactly eighteen characters")
-    if not (s[:17].isascii() and s[:17].isdigit()) or not (
-        s[17] == "X" or (s[17].isascii() and s[17].isdigit())
-    ):
+    if not (s[:17].isascii() and s[:17].isdigit()) or not (s[17] == "X" or (s[17].isascii() and s[17].isdigit())):
         raise InvalidIdNumber("an ID number is seventeen digits followed by a digit or X")
     if s[0] not in "12345678":
         raise InvalidIdNumber("the ID number's region code is not valid")

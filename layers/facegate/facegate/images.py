@@ -100,9 +100,7 @@ class Image:
         return np.asarray(_to_rgb(self.pil()))
 
     def __repr__(self) -> str:  # never the bytes
-        return (
-            f"Image({self.format} {self.width}x{self.height}, {len(self.data)} B, sha256={self.sha256[:12]}…)"
-        )
+        return f"Image({self.format} {self.width}x{self.height}, {len(self.data)} B, sha256={self.sha256[:12]}…)"
 
 
 def _to_rgb(img: PILImage) -> PILImage:
@@ -222,9 +220,7 @@ def fit(image: Image, limits: ImageLimits, budget: int | None = None) -> Image:
             buf = io.BytesIO()
             candidate.save(buf, format="JPEG", quality=quality, optimize=True)
             if buf.tell() <= cap:
-                out = Image(
-                    data=buf.getvalue(), format="JPEG", width=candidate.width, height=candidate.height
-                )
+                out = Image(data=buf.getvalue(), format="JPEG", width=candidate.width, height=candidate.height)
                 if limits.fits(out, budget):
                     return out
     raise ImageTooLarge("the image cannot be made small enough for the vendor")

@@ -183,9 +183,7 @@ class VendorVerdict(BaseModel):
 
 class CompareResponse(Response, Verdict):
     consensus_rule: Literal["all", "majority"] | None = None
-    verdicts: list[VendorVerdict] | None = Field(
-        default=None, description="Consensus only: every vendor's answer."
-    )
+    verdicts: list[VendorVerdict] | None = Field(default=None, description="Consensus only: every vendor's answer.")
     face_tokens: dict[str, str] | None = Field(
         default=None, description='Kuaidi100 only: tokens to send back later as {"face_token": ...} images.'
     )

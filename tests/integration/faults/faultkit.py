@@ -116,6 +116,7 @@ def clear_service_caches() -> None:
     """The next handler call builds its service (settings, transport, cooldown book,
     vendor secrets) afresh."""
     from aws_lambda_powertools.utilities import parameters
+
     from facegate import config, service
 
     config.settings.cache_clear()

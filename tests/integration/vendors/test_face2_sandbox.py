@@ -12,12 +12,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
+
 from facegate import errors
 from facegate.images import Image, fit, load_bytes
 from facegate.transport import Timeouts, Transport
 from facegate.vendors.base import CallContext, ImageRef, decide
 from facegate.vendors.face2 import Face2Credentials, Face2Vendor
-
 from facegate_local.sandboxes import sandbox_class
 from facegate_local.sandboxes.face2 import Face2Sandbox
 
@@ -146,9 +146,7 @@ def test_the_wire_request_is_what_the_doc_describes(vendor, sandbox, photo):
 
 
 def test_a_large_png_fitted_to_the_limits_is_accepted(vendor, sandbox, face_bytes):
-    outcome = vendor.features(
-        ImageRef(image=fit(load_bytes(face_bytes("32bit.png")), Face2Vendor.limits)), context()
-    )
+    outcome = vendor.features(ImageRef(image=fit(load_bytes(face_bytes("32bit.png")), Face2Vendor.limits)), context())
     assert len(outcome.embedding) == 512
     assert sandbox.rejected == []
 

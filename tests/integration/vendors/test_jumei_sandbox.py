@@ -12,12 +12,12 @@ from email.utils import format_datetime
 
 import pytest
 import requests
+
 from facegate import errors
 from facegate.images import fit, load_bytes
 from facegate.transport import Timeouts, Transport
 from facegate.vendors.base import CallContext, Identity, ImageRef, decide
 from facegate.vendors.jumei import JumeiCredentials, JumeiVendor
-
 from facegate_local.sandboxes import sandbox_class
 from facegate_local.sandboxes.jumei import DEFAULT_ID_NUMBER, DEFAULT_NAME, JumeiSandbox
 
@@ -285,10 +285,7 @@ def raw_post(sandbox, data, *, x_date=None, source="market", auth=None, headers=
     x_date = x_date or format_datetime(datetime.now(UTC), usegmt=True)
     if auth is None:
         sig = _sign(creds["secret_key"], x_date, source)
-        auth = (
-            f'hmac id="{creds["secret_id"]}", algorithm="hmac-sha1", '
-            f'headers="x-date x-source", signature="{sig}"'
-        )
+        auth = f'hmac id="{creds["secret_id"]}", algorithm="hmac-sha1", headers="x-date x-source", signature="{sig}"'
     h = {"X-Date": x_date, "X-Source": source, "Authorization": auth, **(headers or {})}
     h = {k: v for k, v in h.items() if v is not None}
     return requests.post(sandbox.url + path, data=data, headers=h, timeout=10)
@@ -320,8 +317,7 @@ def test_raw_the_doc_samples_shape_with_an_empty_placeholder_is_served(sandbox, 
             "HMAC algorithm hmac-md5 not supported",
         ),
         (
-            'hmac id="AKIDsandboxJumei0000000000000000", algorithm="hmac-sha1", '
-            'headers="x-source", signature="x"',
+            'hmac id="AKIDsandboxJumei0000000000000000", algorithm="hmac-sha1", headers="x-source", signature="x"',
             "HMAC signature cannot be verified, a valid date or x-date header is required",
         ),
     ],

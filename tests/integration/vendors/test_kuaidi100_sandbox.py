@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from urllib.parse import parse_qs
 
 import pytest
+
 from facegate.errors import (
     VendorAuthFailed,
     VendorBadResponse,
@@ -24,7 +25,6 @@ from facegate.images import fit, load_bytes
 from facegate.transport import Timeouts, Transport
 from facegate.vendors.base import CallContext, HttpRequest, ImageRef, decide
 from facegate.vendors.kuaidi100 import Kuaidi100Credentials, Kuaidi100Options, Kuaidi100Vendor
-
 from facegate_local.sandboxes import sandbox_class
 from facegate_local.sandboxes.kuaidi100 import Kuaidi100Sandbox
 
@@ -137,9 +137,7 @@ def test_face_token_round_trip(sandbox, vendor, photo):
     first = vendor.compare(photo("obama.jpg"), photo("obama2.jpg"), ctx())
     tokens = first.extra["face_tokens"]
 
-    again = vendor.compare(
-        ImageRef(face_token=tokens["image1"]), ImageRef(face_token=tokens["image2"]), ctx()
-    )
+    again = vendor.compare(ImageRef(face_token=tokens["image1"]), ImageRef(face_token=tokens["image2"]), ctx())
     assert sandbox.rejected == []
     form = last_form(sandbox)
     assert (form["sourceImageType"], form["compareImageType"]) == ("FACE_TOKEN", "FACE_TOKEN")
@@ -268,9 +266,7 @@ def test_billed_counter_matches_outcomes(sandbox, vendor, photo):
 # --- the sandbox's own checks, with hand-made requests ------------------------------------
 
 
-def raw(
-    sandbox, transport, body: bytes, content_type: str = "application/x-www-form-urlencoded", path="/api"
-):
+def raw(sandbox, transport, body: bytes, content_type: str = "application/x-www-form-urlencoded", path="/api"):
     import json
 
     request = HttpRequest("POST", sandbox.url + path, {"Content-Type": content_type}, body)

@@ -11,12 +11,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
+
 from facegate import errors
 from facegate.images import fit, load_bytes
 from facegate.transport import Timeouts, Transport
 from facegate.vendors.base import CallContext, ImageRef
 from facegate.vendors.shuxun import ShuxunCredentials, ShuxunVendor
-
 from facegate_local.sandboxes import sandbox_class
 from facegate_local.sandboxes.shuxun import ShuxunSandbox
 
@@ -110,9 +110,7 @@ def test_sandbox_score_is_configurable(transport, photo):
 
 
 def test_urls_are_passed_through_and_billed(vendor, sandbox, photo):
-    outcome = vendor.compare(
-        ImageRef(url="https://img.example.com/a.jpg?sig=1&x=2"), photo("obama2.jpg"), context()
-    )
+    outcome = vendor.compare(ImageRef(url="https://img.example.com/a.jpg?sig=1&x=2"), photo("obama2.jpg"), context())
     assert outcome.billed is True
     assert sandbox.log[0].form()["imgUrl1"] == "https://img.example.com/a.jpg?sig=1&x=2"
     assert sandbox.billed == 1
@@ -294,9 +292,7 @@ def test_raw_exactly_two_images_are_required(sandbox, form, why):
 
 
 def test_raw_a_non_image_is_a_failed_compare(sandbox, jpeg_b64):
-    body = raw_post(
-        sandbox, {"image1": base64.b64encode(b"plain text, not a picture").decode(), "image2": jpeg_b64}
-    )
+    body = raw_post(sandbox, {"image1": base64.b64encode(b"plain text, not a picture").decode(), "image2": jpeg_b64})
     assert body["data"]["result"] == 3
     assert sandbox.rejected == ["image1: not an image"]
 

@@ -17,6 +17,7 @@ import pytest
 import requests
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
+
 from facegate import images
 from facegate.errors import (
     NoFace,
@@ -32,7 +33,6 @@ from facegate.errors import (
 from facegate.transport import Timeouts, Transport
 from facegate.vendors.base import CallContext, ImageRef, decide
 from facegate.vendors.zoloz import ZolozCredentials, ZolozVendor
-
 from facegate_local.sandboxes import sandbox_class
 from facegate_local.sandboxes.zoloz import ZolozSandbox
 
@@ -193,9 +193,7 @@ def test_no_face_found(sandbox, transport, encrypt):
     # image in which ZOLOZ finds nothing: the sandbox refuses non-images.
     junk = images.Image(data=b"\x00not a jpeg", format="JPEG", width=100, height=100)
     with pytest.raises(NoFace) as e:
-        adapter(sandbox, transport, encrypt=encrypt).compare(
-            ImageRef(image=junk), ImageRef(image=junk), ctx()
-        )
+        adapter(sandbox, transport, encrypt=encrypt).compare(ImageRef(image=junk), ImageRef(image=junk), ctx())
     assert e.value.vendor_code == "UNABLE_GET_IMAGE"
     assert sandbox.rejected == ["face1.content is not a JPG, PNG or BMP image"]
 
@@ -239,9 +237,7 @@ def test_timeout(refs):
 
 
 def _raw_post(sandbox, body: bytes, *, path: str = "/api/v1/zoloz/facecompare/compare", **headers):
-    key = serialization.load_pem_private_key(
-        sandbox.default_credentials()["merchant_private_key"].encode(), None
-    )
+    key = serialization.load_pem_private_key(sandbox.default_credentials()["merchant_private_key"].encode(), None)
     time_str = headers.pop("request_time", datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S+0000"))
     content = f"POST {path}\n2188000123456789.{time_str}.".encode() + body
     raw_sig = base64.b64encode(key.sign(content, padding.PKCS1v15(), hashes.SHA256())).decode()
@@ -266,9 +262,7 @@ def test_raw_the_pages_time_spelling_and_an_unencoded_signature_are_accepted(san
     body = _raw_body(face_bytes)
     now = datetime.now(UTC).astimezone(timezone(timedelta(hours=5, minutes=30)))
     time_str = now.strftime("%Y-%m-%dT%H:%M:%S+05:30")
-    key = serialization.load_pem_private_key(
-        sandbox.default_credentials()["merchant_private_key"].encode(), None
-    )
+    key = serialization.load_pem_private_key(sandbox.default_credentials()["merchant_private_key"].encode(), None)
     content = f"POST /api/v1/zoloz/facecompare/compare\n2188000123456789.{time_str}.".encode() + body
     raw_sig = base64.b64encode(key.sign(content, padding.PKCS1v15(), hashes.SHA256())).decode()
     r, _ = _raw_post(sandbox, body, request_time=time_str, signature=raw_sig)
@@ -280,8 +274,7 @@ def test_raw_answers_are_signed_with_the_zoloz_key_the_credentials_name(sandbox,
     r, _ = _raw_post(sandbox, _raw_body(face_bytes))
     public = serialization.load_pem_public_key(sandbox.default_credentials()["zoloz_public_key"].encode())
     content = (
-        f"POST /api/v1/zoloz/facecompare/compare\n2188000123456789.{r.headers['Response-Time']}.".encode()
-        + r.content
+        f"POST /api/v1/zoloz/facecompare/compare\n2188000123456789.{r.headers['Response-Time']}.".encode() + r.content
     )
     signature = unquote(r.headers["Signature"].split("signature=", 1)[1])
     public.verify(base64.b64decode(signature), content, padding.PKCS1v15(), hashes.SHA256())

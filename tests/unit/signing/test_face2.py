@@ -7,8 +7,9 @@ import hashlib
 import secrets
 
 import pytest
-from facegate.signing import face2 as signing
 from gmssl import sm2
+
+from facegate.signing import face2 as signing
 
 DOC_SECRET = "D91CEB11EE62219CD91CEB11EE62219C"
 DOC_SM2_KEY = "JShsBOJL0RgPAoPttEB1hgtPAvCikOl0V1oTOYL7k5U="
@@ -98,9 +99,7 @@ def test_keys_ascend_and_the_secret_comes_last_even_after_later_keys():
 
 def test_data_is_compact_json_sorted_at_every_depth():
     params = {"data": {"b": [{"y": 2, "x": 1}, 3], "a": {"d": True, "c": None}}}
-    assert signing.string_to_sign(params, "S") == (
-        'data={"a":{"c":null,"d":true},"b":[{"x":1,"y":2},3]}&key=S'
-    )
+    assert signing.string_to_sign(params, "S") == ('data={"a":{"c":null,"d":true},"b":[{"x":1,"y":2},3]}&key=S')
 
 
 def test_non_ascii_text_is_kept_as_is_and_signed_as_utf8():

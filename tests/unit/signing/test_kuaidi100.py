@@ -7,6 +7,7 @@ one UTF-8 vector computed with coreutils ``md5sum``, not with the code under tes
 from __future__ import annotations
 
 import pytest
+
 from facegate.signing.kuaidi100 import secret_sign
 
 

@@ -6,6 +6,7 @@ import hashlib
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+
 from facegate.signing import shuxun
 
 # The doc's example values: appKey = aaa; timestamp = 1682476904289; appSecret = bbb.

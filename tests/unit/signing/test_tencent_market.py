@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+
 from facegate.signing import tencent_market as tm
 
 DOC_DATE = "Mon, 19 Mar 2018 12:08:40 GMT"  # the date in the vendor doc's example

@@ -21,6 +21,7 @@ from urllib.parse import quote, unquote
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
 from facegate.signing import zoloz as z
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "zoloz"
@@ -105,9 +106,7 @@ def test_parse_time_negative_offset():
     assert z.parse_time("2019-11-19T21:56:15-0800") == datetime(2019, 11, 20, 5, 56, 15, tzinfo=UTC)
 
 
-@pytest.mark.parametrize(
-    "text", ["2019-04-04 12:08:56+0530", "2019-04-04T12:08:56Z", "2019-04-04T12:08:56", ""]
-)
+@pytest.mark.parametrize("text", ["2019-04-04 12:08:56+0530", "2019-04-04T12:08:56Z", "2019-04-04T12:08:56", ""])
 def test_parse_time_refuses_other_shapes(text):
     with pytest.raises(ValueError, match="not a"):
         z.parse_time(text)
@@ -151,9 +150,7 @@ def test_sign_equals_an_independent_integer_arithmetic_signature():
     numbers = serialization.load_pem_private_key(MERCHANT_PRIVATE.encode(), password=None).private_numbers()
     n, d = numbers.public_numbers.n, numbers.d
     k = (n.bit_length() + 7) // 8
-    digest_info = (
-        bytes.fromhex("3031300d060960864801650304020105000420") + hashlib.sha256(DEMO.encode()).digest()
-    )
+    digest_info = bytes.fromhex("3031300d060960864801650304020105000420") + hashlib.sha256(DEMO.encode()).digest()
     em = b"\x00\x01" + b"\xff" * (k - len(digest_info) - 3) + b"\x00" + digest_info
     s = pow(int.from_bytes(em, "big"), d, n).to_bytes(k, "big")
     independent = quote(base64.b64encode(s).decode(), safe="")
@@ -163,9 +160,7 @@ def test_sign_equals_an_independent_integer_arithmetic_signature():
 
 
 def test_sign_verify_round_trip_with_utf8_content():
-    content = z.content_to_sign(
-        "/api/v1/x", "2188000123456789", "2019-04-04T12:08:56+0530", '{"name":"张三"}'
-    )
+    content = z.content_to_sign("/api/v1/x", "2188000123456789", "2019-04-04T12:08:56+0530", '{"name":"张三"}')
     assert z.verify(content, z.sign(content, MERCHANT_PRIVATE), MERCHANT_PUBLIC)
 
 
@@ -332,9 +327,7 @@ def test_pkcs1_pem_private_keys_load():
     assert z.sign(DEMO, pkcs1) == z.sign(DEMO, MERCHANT_PRIVATE)
 
 
-@pytest.mark.parametrize(
-    "text", ["", "hello", "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----", "全角"]
-)
+@pytest.mark.parametrize("text", ["", "hello", "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----", "全角"])
 def test_bad_private_keys_raise_without_echoing_the_input(text):
     with pytest.raises(ValueError, match="not a PEM or base64 DER private key") as e:
         z.load_private_key(text)

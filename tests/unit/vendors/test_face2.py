@@ -10,6 +10,8 @@ import json
 from datetime import UTC, datetime
 
 import pytest
+from pydantic import ValidationError
+
 from facegate import errors
 from facegate.images import Image, ImageLimits, load_bytes
 from facegate.models import Operation
@@ -25,7 +27,6 @@ from facegate.vendors.face2 import (
     Face2Vendor,
     similarity_from_distance,
 )
-from pydantic import ValidationError
 
 # A 16x16 greyscale PNG, made once with Pillow and pasted; its base64 holds "+" and "/".
 PNG_B64 = (
@@ -181,9 +182,9 @@ def test_golden_request_sm2(png, ctx, op):
     assert signing.verify_sm2(sm2_text, signature, signing.sm2_public_key(DOC_SM2_KEY))
     assert len(base64.b64decode(signature)) == 64
     # The body is still sorted and compact around it.
-    assert request.body == json.dumps(
-        {**sent, "signData": signature}, sort_keys=True, separators=(",", ":")
-    ).encode("utf-8")
+    assert request.body == json.dumps({**sent, "signData": signature}, sort_keys=True, separators=(",", ":")).encode(
+        "utf-8"
+    )
 
 
 def test_version_and_non_ascii_secrets_are_signed_as_given(png, ctx):
@@ -311,9 +312,7 @@ def test_verify_without_is_match_falls_back_to_thresholds(vendor, png, ctx):
 
 def test_features_are_512_floats(vendor, png, ctx):
     features = [0.053627726, -0.040755205, 0.029853795, 0.038380787, -0.03890704] + [0] * 507
-    outcome = vendor.parse_features(
-        reply(success({"features": features})), vendor.build_features(png, ctx), ctx
-    )
+    outcome = vendor.parse_features(reply(success({"features": features})), vendor.build_features(png, ctx), ctx)
     assert len(outcome.embedding) == 512
     assert outcome.embedding[:2] == [0.053627726, -0.040755205]
     assert all(isinstance(x, float) for x in outcome.embedding)
@@ -439,9 +438,7 @@ SECRET = "SECRET-0001"
 def signed_sha256(body: dict, secret: str = SECRET, *, raw_data: str | None = None) -> bytes:
     """A SHA256-signed response, signed here with hashlib from the doc's rules."""
     body = {**body, "signType": "SHA256"}
-    data_text = raw_data or json.dumps(
-        body["data"], sort_keys=True, separators=(",", ":"), ensure_ascii=False
-    )
+    data_text = raw_data or json.dumps(body["data"], sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     parts = []
     for key in sorted(body):
         value = body[key]
@@ -464,8 +461,7 @@ def test_a_sha256_signed_response_is_verified(vendor, png, ctx):
 def test_a_signed_response_keeps_numbers_as_the_vendor_wrote_them(vendor, png, ctx):
     # Java writes 1.0E-5; re-serialising Python's float would write 1e-05 and fail.
     data = (
-        '{"is_match":true,"msg":"success",'
-        '"requestId":"202209281709289cfaac99b62c26f65346fe767c976c1a","score":1.0E-5}'
+        '{"is_match":true,"msg":"success","requestId":"202209281709289cfaac99b62c26f65346fe767c976c1a","score":1.0E-5}'
     )
     body = signed_sha256(success({"is_match": True, "score": 1.0e-5}), raw_data=data)
     assert b"1.0E-5" in body

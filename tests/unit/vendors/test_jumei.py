@@ -7,6 +7,7 @@ import json
 from datetime import UTC, datetime
 
 import pytest
+
 from facegate.errors import (
     FacegateError,
     IdentityMismatch,
@@ -85,8 +86,7 @@ GOLDEN_HEADERS = {
     "X-Source": "market",
     "X-Date": "Sun, 01 Jun 2025 12:00:00 GMT",
     "Authorization": (
-        'hmac id="AKIDtest", algorithm="hmac-sha1", headers="x-date x-source", '
-        'signature="hXc/kUwLRhTDqamyJ5YvZJ+PzkI="'
+        'hmac id="AKIDtest", algorithm="hmac-sha1", headers="x-date x-source", signature="hXc/kUwLRhTDqamyJ5YvZJ+PzkI="'
     ),
     "Content-Type": "application/x-www-form-urlencoded",
 }
@@ -98,9 +98,7 @@ def test_golden_request_base64(vendor):
     assert req.url == "https://service-8ce49wg7-1305308687.sh.apigw.tencentcs.com/release/idcardface/validate"
     assert dict(req.headers) == GOLDEN_HEADERS
     assert list(req.headers) == list(GOLDEN_HEADERS)
-    assert req.body == (
-        b"idcard_number=110105199003071239&imgBase64=%2F9j%2F4PvvvgA%3D&name=%E5%BC%A0%E4%B8%89"
-    )
+    assert req.body == (b"idcard_number=110105199003071239&imgBase64=%2F9j%2F4PvvvgA%3D&name=%E5%BC%A0%E4%B8%89")
 
 
 def test_golden_request_url_and_normalised_identity(vendor):
@@ -112,9 +110,7 @@ def test_golden_request_url_and_normalised_identity(vendor):
     )
     assert dict(req.headers) == GOLDEN_HEADERS  # the date and key decide the signature, not the body
     assert req.body == (
-        b"idcard_number=11010519491231002X"
-        b"&imgUrl=https%3A%2F%2Fexample.com%2Fp.jpg%3Fa%3D1%26b%3D2"
-        b"&name=John+Smith"
+        b"idcard_number=11010519491231002X&imgUrl=https%3A%2F%2Fexample.com%2Fp.jpg%3Fa%3D1%26b%3D2&name=John+Smith"
     )
 
 

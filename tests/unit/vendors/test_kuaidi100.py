@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime
 
 import pytest
+
 from facegate.errors import (
     InvalidOption,
     InvalidRequest,
@@ -53,9 +54,7 @@ def ctx(options=None, now=datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC), nonce="nonc
 
 
 def vendor(endpoint: str | None = None, transport: StubTransport | None = None) -> Kuaidi100Vendor:
-    creds = Kuaidi100Credentials(
-        secret_key="a", secret_secret="bc", secret_code=FACE_COMPARE_CODE, endpoint=endpoint
-    )
+    creds = Kuaidi100Credentials(secret_key="a", secret_secret="bc", secret_code=FACE_COMPARE_CODE, endpoint=endpoint)
     return Kuaidi100Vendor(creds, transport or StubTransport())  # type: ignore[arg-type]
 
 
@@ -93,9 +92,7 @@ def test_declared_capabilities():
 
 
 def test_base64_limit_is_the_encoded_size():
-    at_limit = Image(
-        data=b"\0" * (3 * 1024 * 1024 // 2), format="JPEG", width=16, height=16
-    )  # 2 MiB of base64
+    at_limit = Image(data=b"\0" * (3 * 1024 * 1024 // 2), format="JPEG", width=16, height=16)  # 2 MiB of base64
     over = Image(data=b"\0" * (3 * 1024 * 1024 // 2 + 1), format="JPEG", width=16, height=16)
     assert Kuaidi100Vendor.limits.fits(at_limit)
     assert not Kuaidi100Vendor.limits.fits(over)
@@ -198,9 +195,7 @@ def test_raw_options_mapping_is_validated():
     )
     assert request.body.endswith(b"&compareLiveControl=HIGH")
     with pytest.raises(InvalidOption):
-        vendor().build_compare(
-            ImageRef(face_token="x"), ImageRef(face_token="y"), ctx({"compare_live_control": "MAX"})
-        )
+        vendor().build_compare(ImageRef(face_token="x"), ImageRef(face_token="y"), ctx({"compare_live_control": "MAX"}))
 
 
 def test_compare_goes_through_the_transport():

@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pytest
+from PIL import Image as PILImage
+
 from facegate import engine
 from facegate.errors import InvalidRequest, NoFace, UnsupportedOperation
 from facegate.images import ImageLimits, load_bytes
@@ -14,7 +16,6 @@ from facegate.models import Operation
 from facegate.vendors import vendor_class
 from facegate.vendors.base import CallContext, Identity, ImageRef, decide
 from facegate.vendors.local import DISTANCE_THRESHOLDS, THRESHOLDS, LocalVendor, similarity
-from PIL import Image as PILImage
 
 LEVELS = ("low", "normal", "high")
 CTX = CallContext(now=datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC), nonce="n0nce", request_id="req-1")
@@ -40,9 +41,7 @@ def ref(face_bytes):
 @pytest.fixture(scope="module")
 def blank() -> ImageRef:
     x = np.linspace(0, 255, 400, dtype=np.uint8)
-    rgb = np.stack(
-        [np.tile(x, (400, 1)), np.tile(x[:, None], (1, 400)), np.full((400, 400), 128, np.uint8)], axis=-1
-    )
+    rgb = np.stack([np.tile(x, (400, 1)), np.tile(x[:, None], (1, 400)), np.full((400, 400), 128, np.uint8)], axis=-1)
     buf = io.BytesIO()
     PILImage.fromarray(rgb).save(buf, format="JPEG")
     return ImageRef(image=load_bytes(buf.getvalue()))

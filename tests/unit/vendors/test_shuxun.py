@@ -9,6 +9,8 @@ import random
 from datetime import UTC, datetime
 
 import pytest
+from PIL import Image as PILImage
+
 from facegate import errors
 from facegate.images import fit, load_bytes
 from facegate.models import Operation
@@ -16,7 +18,6 @@ from facegate.transport import Transport
 from facegate.vendors import vendor_class
 from facegate.vendors.base import CallContext, HttpResponse, ImageRef, decide
 from facegate.vendors.shuxun import ERRORS, RESULTS, ShuxunCredentials, ShuxunVendor
-from PIL import Image as PILImage
 
 # A 16x16 greyscale PNG, made once with Pillow and pasted: its base64 holds "+", "/"
 # and "=", the three characters form encoding must escape.

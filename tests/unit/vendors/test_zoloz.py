@@ -25,6 +25,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives import padding as block_padding
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from pydantic import ValidationError
+from requests.structures import CaseInsensitiveDict
+
 from facegate.errors import (
     ImageTooLarge,
     InvalidOption,
@@ -51,8 +54,6 @@ from facegate.vendors.zoloz import (
     ZolozVendor,
     biz_id,
 )
-from pydantic import ValidationError
-from requests.structures import CaseInsensitiveDict
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "zoloz"
 MERCHANT_PRIVATE = (FIXTURES / "merchant_private.pem").read_text()
@@ -273,9 +274,7 @@ def test_source_of_face2_option():
     assert ZolozVendor.parse_options({}) == ZolozOptions(source_of_face2="SELFIE")
 
 
-@pytest.mark.parametrize(
-    "options", [{"source_of_face2": "ID_PHOTO"}, {"source_of_face2": "123"}, {"sourceOfFace": 1}]
-)
+@pytest.mark.parametrize("options", [{"source_of_face2": "ID_PHOTO"}, {"source_of_face2": "123"}, {"sourceOfFace": 1}])
 def test_invalid_options_are_refused_before_any_call(options):
     with pytest.raises(InvalidOption):
         ZolozVendor.parse_options(options)
@@ -464,9 +463,7 @@ def test_codes_map_the_same_on_an_http_error_status_when_signed():
     assert e.value.vendor_code == "SYSTEM_ERROR"
 
 
-@pytest.mark.parametrize(
-    ("status", "error"), [("F", VendorRejected), ("U", VendorUnavailable), (None, VendorRejected)]
-)
+@pytest.mark.parametrize(("status", "error"), [("F", VendorRejected), ("U", VendorUnavailable), (None, VendorRejected)])
 def test_undocumented_codes(status, error):
     with pytest.raises(error) as e:
         parse(zoloz_says(result("SOMETHING_NEW", status)))
@@ -541,9 +538,7 @@ def test_an_error_code_is_not_trusted_unsigned_either():
 
 
 def test_an_unsigned_5xx_is_an_outage_not_an_answer():
-    response = HttpResponse(
-        502, CaseInsensitiveDict({"Content-Type": "text/html"}), b"<html>Bad Gateway</html>"
-    )
+    response = HttpResponse(502, CaseInsensitiveDict({"Content-Type": "text/html"}), b"<html>Bad Gateway</html>")
     with pytest.raises(VendorUnavailable) as e:
         parse(response)
     assert e.value.vendor_code == "502"
@@ -566,9 +561,7 @@ def test_a_signed_success_from_before_the_request_is_refused():
         parse(zoloz_says(SUCCESS, response_time="2019-04-03T14:39:02+0800"))
 
 
-@pytest.mark.parametrize(
-    "response_time", ["2019-04-04 14:39:02", "1554359342", "2019-04-04T14:39:02.123+0800"]
-)
+@pytest.mark.parametrize("response_time", ["2019-04-04 14:39:02", "1554359342", "2019-04-04T14:39:02.123+0800"])
 def test_a_signed_success_with_an_unreadable_time_is_refused(response_time):
     with pytest.raises(VendorBadResponse, match="documented format"):
         parse(zoloz_says(SUCCESS, response_time=response_time))
@@ -600,9 +593,7 @@ def test_an_encrypted_answer_is_verified_then_decrypted_with_its_own_key():
 
 def test_an_encrypted_answer_must_be_signed_over_the_ciphertext():
     vendor = make_vendor(encrypt=True)
-    response = zoloz_says(
-        SUCCESS, encrypt_with=bytes(range(100, 132)), sign_over=json.dumps(SUCCESS).encode()
-    )
+    response = zoloz_says(SUCCESS, encrypt_with=bytes(range(100, 132)), sign_over=json.dumps(SUCCESS).encode())
     with pytest.raises(VendorBadResponse, match="does not verify"):
         vendor.parse_compare(response, build(vendor), ctx())
 

@@ -45,9 +45,7 @@ def string_to_sign(x_date_value: str, source: str) -> str:
 
 
 def signature(secret_key: str, x_date_value: str, source: str) -> str:
-    mac = hmac.new(
-        secret_key.encode("utf-8"), string_to_sign(x_date_value, source).encode("utf-8"), hashlib.sha1
-    )
+    mac = hmac.new(secret_key.encode("utf-8"), string_to_sign(x_date_value, source).encode("utf-8"), hashlib.sha1)
     return base64.b64encode(mac.digest()).decode("ascii")
 
 

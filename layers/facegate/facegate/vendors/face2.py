@@ -163,9 +163,7 @@ class Face2Vendor(HttpVendor):
     # re-encode. The doc names no formats: JPEG, PNG and BMP are what every image
     # stack behind an ArcFace service decodes; WebP (not guaranteed there) is
     # re-encoded to JPEG by images.fit instead of risking a 9901.
-    limits: ClassVar[ImageLimits] = ImageLimits(
-        formats=frozenset({"JPEG", "PNG", "BMP"}), max_base64_bytes=2_000_000
-    )
+    limits: ClassVar[ImageLimits] = ImageLimits(formats=frozenset({"JPEG", "PNG", "BMP"}), max_base64_bytes=2_000_000)
     default_endpoint: ClassVar[str | None] = None
     accepts_urls: ClassVar[bool] = False
 
@@ -225,9 +223,7 @@ class Face2Vendor(HttpVendor):
         locations = data.get("locations")
         if not isinstance(locations, list):
             raise _bad("face2's locate answer has no locations list")
-        return DetectOutcome(
-            faces=[_face(loc) for loc in locations], vendor_request_id=_request_id(data), billed=True
-        )
+        return DetectOutcome(faces=[_face(loc) for loc in locations], vendor_request_id=_request_id(data), billed=True)
 
     def parse_compare(self, response: HttpResponse, request: HttpRequest, ctx: CallContext) -> CompareOutcome:
         data = self._data(response)
@@ -246,9 +242,7 @@ class Face2Vendor(HttpVendor):
             vendor_match=is_match,
         )
 
-    def parse_features(
-        self, response: HttpResponse, request: HttpRequest, ctx: CallContext
-    ) -> FeaturesOutcome:
+    def parse_features(self, response: HttpResponse, request: HttpRequest, ctx: CallContext) -> FeaturesOutcome:
         data = self._data(response)
         features = data.get("features")
         # A different length means a different model: mixing its vectors with
@@ -307,9 +301,7 @@ class Face2Vendor(HttpVendor):
         else:
             key = self.creds.sm2_vendor_public_key
             if key is None:
-                raise _bad(
-                    "face2 signed its response with SM2; set sm2_vendor_public_key in the face2 secret"
-                )
+                raise _bad("face2 signed its response with SM2; set sm2_vendor_public_key in the face2 secret")
             ok = signing.verify_sm2(text, sign_data, key)
         if not ok:
             raise _bad("face2's response signature does not verify")
@@ -325,9 +317,7 @@ def similarity_from_distance(distance: float) -> float:
 
 def _base64(ref: ImageRef) -> str:
     if ref.image is None:
-        raise InvalidRequest(
-            "vendor 'face2' takes images as bytes only (no URLs or face tokens)", vendor=VENDOR
-        )
+        raise InvalidRequest("vendor 'face2' takes images as bytes only (no URLs or face tokens)", vendor=VENDOR)
     return ref.image.base64
 
 
@@ -369,9 +359,7 @@ def _face(loc: object) -> DetectedFace:
         raise _bad("face2 sent a face location that is not [top, right, bottom, left]")
     top, right, bottom, left = (round(v) for v in loc)
     if right <= left or bottom <= top:
-        raise _bad(
-            "face2 sent a face location that is not [top, right, bottom, left] (empty or inverted box)"
-        )
+        raise _bad("face2 sent a face location that is not [top, right, bottom, left] (empty or inverted box)")
     return DetectedFace(left=left, top=top, width=right - left, height=bottom - top)
 
 
@@ -383,9 +371,7 @@ def _status_error(status: int, code: str | None, message: str | None) -> Facegat
         return VendorAuthFailed(f"face2 refused access (HTTP {status})", billed=False, **kw)
     if status == 402:
         # "Payment Required": the one status that means the account, not the request.
-        return VendorQuotaExhausted(
-            "face2 says the account's quota is exhausted (HTTP 402)", billed=False, **kw
-        )
+        return VendorQuotaExhausted("face2 says the account's quota is exhausted (HTTP 402)", billed=False, **kw)
     if status >= 500:
         return VendorUnavailable(f"face2 answered HTTP {status}", billed=None, **kw)
     return VendorRejected(f"face2 refused the request (HTTP {status})", billed=False, **kw)

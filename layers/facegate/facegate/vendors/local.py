@@ -52,9 +52,7 @@ if TYPE_CHECKING:
 
 # Distances map linearly onto 0..1: this one is similarity 0.
 DISTANCE_SCALE = 1.2
-DISTANCE_THRESHOLDS: Mapping[SecurityLevel, float] = MappingProxyType(
-    {"low": 0.65, "normal": 0.60, "high": 0.50}
-)
+DISTANCE_THRESHOLDS: Mapping[SecurityLevel, float] = MappingProxyType({"low": 0.65, "normal": 0.60, "high": 0.50})
 
 
 def similarity(distance: float) -> float:
@@ -71,9 +69,7 @@ THRESHOLDS: Mapping[SecurityLevel, float] = MappingProxyType(
 class LocalVendor(Vendor):
     id: ClassVar[str] = "local"
     name: ClassVar[str] = "facegate built-in engine (dlib ResNet)"
-    operations: ClassVar[frozenset[Operation]] = frozenset(
-        {Operation.COMPARE, Operation.DETECT, Operation.FEATURES}
-    )
+    operations: ClassVar[frozenset[Operation]] = frozenset({Operation.COMPARE, Operation.DETECT, Operation.FEATURES})
     credentials_model = None
     limits: ClassVar[ImageLimits] = ImageLimits()
     accepts_urls: ClassVar[bool] = False
