@@ -184,11 +184,34 @@ def _create_bucket(b: Bootstrap, logical: str, props: dict[str, Any]) -> Created
     )
 
 
+def _create_queue(b: Bootstrap, logical: str, props: dict[str, Any]) -> Created:
+    name = props.get("QueueName") or b.resolver.default_name(logical)
+    attributes = {
+        k: json.dumps(v) if isinstance(v, dict) else str(v)
+        for k, v in props.items()
+        if k
+        in (
+            "VisibilityTimeout",
+            "MessageRetentionPeriod",
+            "ReceiveMessageWaitTimeSeconds",
+            "RedrivePolicy",
+            "DelaySeconds",
+            "MaximumMessageSize",
+        )
+    }
+    sqs = b.client("sqs")
+    url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    # Ref to a queue is its URL, as in CloudFormation.
+    return Created(logical, "AWS::SQS::Queue", url, {"Arn": arn, "QueueName": name, "QueueUrl": url})
+
+
 CREATORS: dict[str, Creator] = {
     "AWS::DynamoDB::Table": _create_table,
     "AWS::Serverless::SimpleTable": _create_simple_table,
     "AWS::SecretsManager::Secret": _create_secret,
     "AWS::S3::Bucket": _create_bucket,
+    "AWS::SQS::Queue": _create_queue,
 }
 
 

@@ -387,6 +387,7 @@ def reset_caches() -> None:
     """Settings, services and stores are cached per process (per Lambda container);
     after the environment changes they must be rebuilt."""
     from aws_lambda_powertools.utilities import parameters
+
     from facegate import batch_jobs, batch_store, config, service, store
 
     config.settings.cache_clear()
@@ -568,7 +569,7 @@ class LocalBatches:
                 try:
                     while not stop.is_set():
                         if self.worker.poll() == 0:
-                            time.sleep(0.005)
+                            time.sleep(0.02)  # an idle poll costs the emulation CPU the others need
                 except BaseException as e:  # surfaced below, not lost in a thread
                     errors.append(e)
                     stop.set()

@@ -2,11 +2,13 @@
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
 from facegate.batch_jobs import default_jobs
 from facegate.observability import logger, metrics, tracer
 
 
-@tracer.capture_method
+# Not @tracer.capture_method: it logs every exception with its traceback, and a retried
+# item raising is routine here (the processor reports it as a partial failure).
 def record_handler(record: SQSRecord) -> None:
     default_jobs().handle_manifest_record(record.body)
 

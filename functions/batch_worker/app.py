@@ -4,11 +4,13 @@ write the report after the last line. Partial batch responses: only failed lines
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from facegate.batch_jobs import default_jobs, remaining_seconds
 from facegate.observability import logger, metrics, tracer
 
 
-@tracer.capture_method
+# Not @tracer.capture_method: it logs every exception with its traceback, and a retried
+# item raising is routine here (the processor reports it as a partial failure).
 def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> None:
     default_jobs().handle_item_record(
         record.body,
@@ -24,4 +26,8 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> None:
 @metrics.log_metrics
 def lambda_handler(event, context):
     processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+    response = process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )
+    default_jobs().report_touched()  # the last line of a batch: write its report
+    return response

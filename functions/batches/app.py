@@ -1,6 +1,7 @@
 """GET /v1/batches/{batch_id} — a batch's progress (the id, or a manifest name for its newest batch)."""
 
 from aws_lambda_powertools.logging import correlation_paths
+
 from facegate.api import create_app, handle
 from facegate.batch import BatchProgress
 from facegate.batch_store import default_batch_store

@@ -209,8 +209,39 @@ class ManifestScanner:
     _last_byte: int = -1  # of the current line, to drop a CR before the LF
     _record: list[int] | None = None  # CSV record in progress: [line, start, end, quotes]
     _header_buf: bytearray = field(default_factory=bytearray)
+    _head: bytearray = field(default_factory=bytearray)
 
     def feed(self, chunk: bytes) -> list[Span]:
+        if self._offset == 0:
+            # A byte-order mark may arrive split over the first tiny chunks: hold them.
+            chunk = bytes(self._head) + chunk
+            self._head.clear()
+            if len(chunk) < len(_BOM) and _BOM.startswith(chunk):
+                self._head += chunk
+                return []
+        return self._scan(chunk)
+
+    def finish(self) -> list[Span]:
+        out: list[Span] = []
+        if self._head:  # the whole file is shorter than a byte-order mark
+            head = bytes(self._head)
+            self._head.clear()
+            out.extend(self._scan(head))
+        self._check_text(b"", final=True)
+        if self._line_start < self._offset:
+            end = self._offset - (1 if self._last_byte == 0x0D else 0)
+            out.extend(self._end_line(end))
+        if self._record is not None:
+            raise MalformedManifest(f"a quoted CSV field opened on line {self._record[0]} is never closed")
+        if self.format == "csv" and self.header is None:
+            raise MalformedManifest("the CSV manifest is empty: it needs a header row and one row per item")
+        if self.items == 0:
+            raise MalformedManifest("the manifest has no items (every line is blank)")
+        return out
+
+    # --- internals ---
+
+    def _scan(self, chunk: bytes) -> list[Span]:
         self._check_text(chunk, final=False)
         out: list[Span] = []
         pos = 0
@@ -231,22 +262,6 @@ class ManifestScanner:
             self._line_start = self._offset + pos
         self._offset += len(chunk)
         return out
-
-    def finish(self) -> list[Span]:
-        self._check_text(b"", final=True)
-        out: list[Span] = []
-        if self._line_start < self._offset:
-            end = self._offset - (1 if self._last_byte == 0x0D else 0)
-            out.extend(self._end_line(end))
-        if self._record is not None:
-            raise MalformedManifest(f"a quoted CSV field opened on line {self._record[0]} is never closed")
-        if self.format == "csv" and self.header is None:
-            raise MalformedManifest("the CSV manifest is empty: it needs a header row and one row per item")
-        if self.items == 0:
-            raise MalformedManifest("the manifest has no items (every line is blank)")
-        return out
-
-    # --- internals ---
 
     def _check_text(self, chunk: bytes, *, final: bool) -> None:
         if b"\x00" in chunk:
@@ -423,9 +438,13 @@ def _from_fields_csv(text: str, header: list[str]) -> ParsedLine:
     if len(rows) != 1:
         return ParsedLine(error=InvalidRequest("the CSV item is not exactly one row"))
     row = rows[0]
-    if len(row) > len(header):
-        return ParsedLine(error=InvalidRequest(f"the row has {len(row)} fields but the header has {len(header)}"))
     cells = {c: v.strip() for c, v in zip(header, row, strict=False) if v.strip() != ""}
+    if len(row) > len(header):
+        caller = cells.get("caller_id")
+        return ParsedLine(
+            caller_id=caller[:MAX_CALLER_ID] if caller else None,
+            error=InvalidRequest(f"the row has {len(row)} fields but the header has {len(header)}"),
+        )
     fields: dict[str, Any] = {}
     if "request" in cells:
         try:

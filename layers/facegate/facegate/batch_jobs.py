@@ -39,8 +39,10 @@ from the results log). So every line ends as a result or an error.
 from __future__ import annotations
 
 import json
+import math
 import random
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -78,6 +80,39 @@ LEASE_MARGIN_S = 10.0  # a lease outlives the invocation that took it by this mu
 REPORT_LEASE_S = 900.0
 MIN_ITEM_S = 5.0  # below this much time left, an item is not started (it goes back)
 MAX_VISIBILITY_S = 900
+MAX_REDRIVES = 1  # rounds a never-started line gets from the dead-letter drain
+
+
+class Pacer:
+    """Spaces one worker instance's calls to a rate-limited vendor so that all
+    ``FACEGATE_BATCH_CONCURRENCY`` instances together stay under its
+    ``FACEGATE_BATCH_VENDOR_RATES`` rate, by any one-second window: each instance
+    starts at most floor(rate / concurrency) calls a second (or, below one, one call
+    every concurrency / rate seconds). An instance is a thread here: state is per thread.
+    Only a line's first vendor is paced; fallbacks are not."""
+
+    def __init__(self, sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic):
+        self.sleep = sleep
+        self.clock = clock
+        self._local = threading.local()
+
+    @staticmethod
+    def interval(rate: float, concurrency: int) -> float:
+        share = rate / concurrency
+        return 1.0 / math.floor(share) if share >= 1 else 1.0 / share
+
+    def wait(self, vendor: str, cfg: Settings) -> float:
+        """Sleep until this instance may call ``vendor``; the seconds slept."""
+        rate = cfg.batch_vendor_rates.get(vendor)  # type: ignore[call-overload]
+        if not rate:
+            return 0.0
+        slots: dict[str, float] = self._local.__dict__.setdefault("next", {})
+        now = self.clock()
+        start = max(now, slots.get(vendor, now))
+        slots[vendor] = start + self.interval(rate, cfg.batch_concurrency)
+        if start > now:
+            self.sleep(start - now)
+        return start - now
 
 
 class RetryLater(Exception):
@@ -127,6 +162,10 @@ class BatchJobs:
         self.clock = clock
         self._static: dict[str, _Static] = {}
         self._queue_urls: dict[str, str] = {}
+        # Batches this invocation finished (or found finished) lines of: whether their
+        # report is due is checked once per invocation, not once per line.
+        self.touched: set[str] = set()
+        self.pacer = Pacer()
 
     # --- lazily made clients ---------------------------------------------------------------
 
@@ -319,7 +358,7 @@ class BatchJobs:
         )
         if claim.state == "done":
             _count("BatchItemsDuplicate")
-            self.maybe_report(msg.batch_id)
+            self.touched.add(msg.batch_id)
             return
         if claim.state == "busy":
             if final:
@@ -345,7 +384,7 @@ class BatchJobs:
                 return
             self._release(msg, request_id, InternalError("internal error"), billed=(0, 0))
             raise
-        self.maybe_report(msg.batch_id)
+        self.touched.add(msg.batch_id)
 
     def _work(
         self,
@@ -379,6 +418,7 @@ class BatchJobs:
             self._complete(msg, self._error_line(msg, parsed, request_id, parsed.error))
             return
         assert parsed.operation is not None and parsed.request is not None
+        self.pacer.wait(parsed.request.vendor or self.cfg.default_vendor, self.cfg)
         try:
             if parsed.operation == Operation.COMPARE:
                 response = self.service.compare(parsed.request, caller)
@@ -465,7 +505,8 @@ class BatchJobs:
             logger.exception("could not release a batch line", extra={"batch_id": msg.batch_id, "line": msg.line})
 
     def _recover(self, request_ids: Iterable[str], msg: ItemMessage) -> tuple[ReportLine, tuple[int, int]] | None:
-        """An outcome an earlier attempt got (and logged) but never stored."""
+        """An outcome an earlier attempt got (and logged) but never stored: no vendor is
+        asked again. The caller id is not in the results log; it is read from the line."""
         retryable = _retryable_codes()
         for rid in reversed(tuple(request_ids)):
             try:
@@ -475,35 +516,26 @@ class BatchJobs:
             if record.batch_id not in (None, msg.batch_id) or record.batch_line not in (None, msg.line):
                 continue
             billed = _count_billed(record.attempts)
+            line = ReportLine(line=msg.line, status=record.status, operation=record.operation, request_id=rid)
             if record.status == "ok":
                 data = record.model_dump(mode="json")
                 data["match"] = None if record.decision == "uncertain" else record.decision == "match"
                 model = CompareResponse if record.operation == Operation.COMPARE else VerifyIdentityResponse
                 fields = {k: v for k, v in data.items() if k in model.model_fields}
-                result = model.model_validate(fields).model_dump(mode="json")
-                return (
-                    ReportLine(
-                        line=msg.line,
-                        status="ok",
-                        operation=record.operation,
-                        request_id=rid,
-                        result=result,
-                    ),
-                    billed,
+                line.result = model.model_validate(fields).model_dump(mode="json")
+            else:
+                code = record.error_code or "INTERNAL_ERROR"
+                if retryable.get(code, True):
+                    continue  # not final: the line is tried again
+                line.error = ErrorBody(
+                    code=code,
+                    message=f"the request failed with {code} (recorded before a worker restart)",
+                    retryable=False,
+                    vendor=record.vendor,
+                    vendor_code=record.vendor_code,
                 )
-            code = record.error_code or "INTERNAL_ERROR"
-            if retryable.get(code, True):
-                continue  # not final: try again
-            error = ErrorBody(
-                code=code,
-                message=f"the request failed with {code} (recorded before a worker restart)",
-                retryable=False,
-                vendor=record.vendor,
-                vendor_code=record.vendor_code,
-            )
-            return ReportLine(
-                line=msg.line, status="error", operation=record.operation, request_id=rid, error=error
-            ), billed
+            line.caller_id = self._peek(msg).caller_id
+            return line, billed
         return None
 
     def _billed_from_log(self, request_id: str, e: FacegateError) -> tuple[int, int]:
@@ -602,6 +634,8 @@ class BatchJobs:
         )
 
     def _dead_item(self, msg: ItemMessage, remaining_s: float) -> None:
+        if self._redrive(msg):
+            return
         now = self.clock()
         request_id = new_request_id()
         claim = self.store.claim_line(
@@ -617,44 +651,72 @@ class BatchJobs:
             return
         if claim.state == "busy":
             raise RetryLater("a worker still holds the line", (claim.lease_until or now) - now + 1)
-        recovered = self._recover(claim.previous_request_ids, msg)
-        if recovered is not None:
-            self._complete(msg, recovered[0], billed=recovered[1], recovered=True)
-        else:
-            last = f"; the last attempt failed with {claim.last_error.code}" if claim.last_error else ""
-            error = ItemNotProcessed(
-                f"the item was not processed after {self.cfg.batch_max_receives} deliveries{last}",
-                vendor=claim.last_error.vendor if claim.last_error else None,
-            )
-            from facegate.service import Caller
-
-            operation = self._operation_of(msg)
-            self.service.log_failure(
-                operation, Caller(request_id=request_id, batch_id=msg.batch_id, batch_line=msg.line), error
-            )
-            self._complete(
-                msg,
-                ReportLine(
-                    line=msg.line, status="error", operation=operation, request_id=request_id, error=error_body(error)
-                ),
-            )
+        try:
+            self._bury(msg, claim, request_id)
+        except Exception:
+            self._release(msg, request_id, InternalError("internal error"), billed=(0, 0))
+            raise
         _count("BatchItemsDeadLettered")
         self.maybe_report(msg.batch_id)
 
-    def _operation_of(self, msg: ItemMessage) -> Operation:
+    def _redrive(self, msg: ItemMessage) -> bool:
+        """A line no worker ever started used up its deliveries only by riding in
+        batches whose worker died on another line: give it one more round, in a
+        message of its own. A line that was started (and so may be the one that kills
+        its worker) is not redriven."""
+        line = self.store.get_line(msg.batch_id, msg.line)
+        if line is not None and (line.done or line.attempts > 0 or line.redrives >= MAX_REDRIVES):
+            return False
+        if not self.cfg.batch_queue_url:
+            return False
+        self.sqs.send_message(QueueUrl=self.cfg.batch_queue_url, MessageBody=msg.model_dump_json())
+        self.store.count_redrive(msg.batch_id, msg.line, expires_at=self._expires(self.clock()))
+        _count("BatchItemsRedriven")
+        logger.info("batch item redriven", extra={"batch_id": msg.batch_id, "line": msg.line})
+        return True
+
+    def _bury(self, msg: ItemMessage, claim: Claim, request_id: str) -> None:
+        """The dead item's outcome: recovered from the results log, else an error."""
+        recovered = self._recover(claim.previous_request_ids, msg)
+        if recovered is not None:
+            self._complete(msg, recovered[0], billed=recovered[1], recovered=True)
+            return
+        last = f"; the last attempt failed with {claim.last_error.code}" if claim.last_error else ""
+        error = ItemNotProcessed(
+            f"the item was not processed after {self.cfg.batch_max_receives} deliveries{last}",
+            vendor=claim.last_error.vendor if claim.last_error else None,
+        )
+        from facegate.service import Caller
+
+        parsed = self._peek(msg)
+        self.service.log_failure(
+            parsed.operation or Operation.COMPARE,
+            Caller(request_id=request_id, batch_id=msg.batch_id, batch_line=msg.line),
+            error,
+        )
+        self._complete(msg, self._error_line(msg, parsed, request_id, error))
+
+    def _peek(self, msg: ItemMessage) -> batch.ParsedLine:
+        """The line's operation and caller id, as far as they can be read."""
         static = self._static_for(msg.batch_id)
         if static is not None:
             try:
                 parsed = self._parse(msg, static)
-                if parsed.operation is not None:
-                    return parsed.operation
+                return batch.ParsedLine(operation=parsed.operation, caller_id=parsed.caller_id)
             except Exception:
                 logger.debug("line unreadable in the dead-letter drain")
-        return Operation.COMPARE
+        return batch.ParsedLine()
 
     # ======================================================================================
     # report
     # ======================================================================================
+
+    def report_touched(self) -> None:
+        """After an invocation's records: write the report of any batch it completed.
+        Raises if a report cannot be written, so the invocation fails and its messages
+        come back (their lines are done; the redelivery only checks again)."""
+        while self.touched:
+            self.maybe_report(self.touched.pop())
 
     def maybe_report(self, batch_id: str) -> bool:
         """Write the report if every line is done and nobody else is writing it."""

@@ -20,7 +20,6 @@ which carry identities masked only.
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -152,6 +151,7 @@ class LineItem:
     lease_until: float | None = None
     request_ids: list[str] = field(default_factory=list)
     attempts: int = 0
+    redrives: int = 0
     billed_calls: int = 0
     billed_unknown: int = 0
     last_error: ErrorBody | None = None
@@ -169,6 +169,7 @@ class LineItem:
             lease_until=None if item.get("lease_until") is None else float(item["lease_until"]),
             request_ids=list(item.get("request_ids") or []),
             attempts=_num(item.get("attempts")),
+            redrives=_num(item.get("redrives")),
             billed_calls=_num(item.get("billed_calls")),
             billed_unknown=_num(item.get("billed_unknown")),
             last_error=ErrorBody.model_validate_json(item["last_error"]) if item.get("last_error") else None,
@@ -230,6 +231,8 @@ class BatchStore:
 
     @property
     def client(self):
+        """The table resource's client: it takes and returns plain Python values (it
+        (de)serialises DynamoDB's typed JSON itself), transactions included."""
         return self.table.meta.client
 
     def expiry(self, now: float) -> int:
@@ -422,11 +425,11 @@ class BatchStore:
             last_error=previous.last_error if previous else None,
         )
 
-    def set_line_operation(self, batch_id: str, line: int, operation: str) -> None:
+    def count_redrive(self, batch_id: str, line: int, *, expires_at: int) -> None:
         self.table.update_item(
             Key={"pk": batch_id, "sk": line_sk(line)},
-            UpdateExpression="SET operation = :op",
-            ExpressionAttributeValues={":op": operation},
+            UpdateExpression="SET expires_at = if_not_exists(expires_at, :exp) ADD redrives :one",
+            ExpressionAttributeValues={":one": 1, ":exp": expires_at},
         )
 
     def release_line(
@@ -467,13 +470,6 @@ class BatchStore:
     ) -> bool:
         """Write the line's outcome and count it on the batch, atomically. False if the
         line already had an outcome (then nothing is written or counted)."""
-        from boto3.dynamodb.types import TypeSerializer
-
-        ser = TypeSerializer()
-
-        def av(values: dict[str, Any]) -> dict[str, Any]:
-            return {k: ser.serialize(v) for k, v in values.items()}
-
         line_values: dict[str, Any] = {
             ":o": outcome.to_json(),
             ":st": outcome.status,
@@ -504,21 +500,21 @@ class BatchStore:
                     {
                         "Update": {
                             "TableName": self.table_name,
-                            "Key": av({"pk": batch_id, "sk": line_sk(outcome.line)}),
+                            "Key": {"pk": batch_id, "sk": line_sk(outcome.line)},
                             "UpdateExpression": f"SET {line_set} REMOVE lease_id, lease_until "
                             "ADD billed_calls :b, billed_unknown :u",
                             "ConditionExpression": "attribute_not_exists(outcome)",
-                            "ExpressionAttributeValues": av(line_values),
+                            "ExpressionAttributeValues": line_values,
                         }
                     },
                     {
                         "Update": {
                             "TableName": self.table_name,
-                            "Key": av({"pk": batch_id, "sk": META}),
+                            "Key": {"pk": batch_id, "sk": META},
                             "UpdateExpression": meta_add,
                             "ConditionExpression": "attribute_exists(pk)",
                             "ExpressionAttributeNames": {"#done": "done"},
-                            "ExpressionAttributeValues": av(meta_values),
+                            "ExpressionAttributeValues": meta_values,
                         }
                     },
                 ]
@@ -544,16 +540,6 @@ class BatchStore:
             if "LastEvaluatedKey" not in page:
                 return
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-
-
-def outcome_json_lines(items: Iterator[LineItem]) -> Iterator[str]:
-    for item in items:
-        assert item.outcome_json is not None
-        yield item.outcome_json
-
-
-def dumps(obj: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
 
 
 @cache

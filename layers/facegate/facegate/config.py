@@ -17,6 +17,8 @@
 | FACEGATE_BATCH_MAX_RECEIVES | the item queue's maxReceiveCount: on that delivery an error is final | 5 |
 | FACEGATE_BATCH_RETRY_BASE_S | backoff before a retryable item is tried again (doubles per delivery) | 2 |
 | FACEGATE_BATCH_MAX_ITEMS | most items one manifest may hold | 100000 |
+| FACEGATE_BATCH_VENDOR_RATES | JSON ``{"<vendor>": calls/s}``: batch workers pace calls to stay under it | {} |
+| FACEGATE_BATCH_CONCURRENCY | batch worker instances at once (MaximumConcurrency); they share the rates | 1 |
 | FACEGATE_IDEMPOTENCY_TABLE | DynamoDB table of Idempotency-Key records; without one the header is a 501 | (none) |
 | FACEGATE_IDEMPOTENCY_TTL_S | seconds an Idempotency-Key (and the answer it replays) is kept | 86400 |
 | FACEGATE_VENDOR_TIMEOUTS | JSON ``{"<vendor>": {"connect": s, "read": s}}`` per-vendor overrides | {} |
@@ -75,6 +77,10 @@ class Settings(BaseModel):
     batch_max_receives: int = Field(default=5, ge=1, le=1000)
     batch_retry_base_s: float = Field(default=2.0, ge=0, le=900)
     batch_max_items: int = Field(default=100_000, ge=1, le=1_000_000)
+    batch_vendor_rates: Annotated[dict[VendorId, Annotated[float, Field(gt=0)]], BeforeValidator(_json)] = Field(
+        default_factory=dict
+    )
+    batch_concurrency: int = Field(default=1, ge=1, le=1000)
     idempotency_table: str | None = None
     idempotency_ttl_s: int = Field(default=24 * 3600, ge=60, le=30 * 24 * 3600)
     vendor_timeouts: Annotated[dict[VendorId, Timeout], BeforeValidator(_json)] = Field(default_factory=dict)

@@ -1,0 +1,299 @@
+"""facegate.batch: manifest names and ids, the streaming scanner, line parsing, report
+lines and summaries. Pure code: no AWS."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from facegate.batch import (
+    MAX_LINE_BYTES,
+    ItemMessage,
+    LineState,
+    MalformedManifest,
+    ManifestRef,
+    ManifestScanner,
+    ReportLine,
+    Span,
+    SummaryBuilder,
+    batch_id_for,
+    is_batch_id,
+    manifest_format,
+    manifest_name,
+    parse_header,
+    parse_line,
+    report_key,
+    summary_key,
+)
+from facegate.errors import InvalidRequest
+from facegate.models import ErrorBody, Operation
+
+# --- names and ids ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "name", "fmt"),
+    [
+        ("batches/june.jsonl", "june", "jsonl"),
+        ("batches/2026/june.csv", "2026/june", "csv"),
+        ("batches/June.JSONL", "June", "jsonl"),
+        ("batches/.jsonl", None, "jsonl"),
+        ("uploads/june.jsonl", None, "jsonl"),
+        ("batches/june.json", None, None),
+        ("batches/june.txt", None, None),
+    ],
+)
+def test_manifest_names_and_formats(key, name, fmt):
+    assert manifest_name(key) == name
+    assert manifest_format(key) == fmt
+
+
+def test_report_and_summary_keys():
+    assert report_key("2026/june") == "results/2026/june.jsonl"
+    assert summary_key("june") == "results/june.summary.json"
+
+
+def test_a_batch_id_is_one_object_version():
+    a = ManifestRef("bucket", "batches/a.jsonl", version_id="v1", etag="e1")
+    assert a.batch_id == batch_id_for(a) and is_batch_id(a.batch_id)
+    assert ManifestRef("bucket", "batches/a.jsonl", version_id="v1", etag="other").batch_id == a.batch_id
+    assert ManifestRef("bucket", "batches/a.jsonl", version_id="v2", etag="e1").batch_id != a.batch_id
+    assert ManifestRef("other", "batches/a.jsonl", version_id="v1").batch_id != a.batch_id
+    # Unversioned buckets: the content tag, quoted or not.
+    e = ManifestRef("bucket", "batches/a.jsonl", etag='"abc"')
+    assert e.batch_id == ManifestRef("bucket", "batches/a.jsonl", etag="abc").batch_id
+    assert not is_batch_id("no-such-manifest") and not is_batch_id("ABCDEF0123456789abcdef01")
+
+
+def test_item_messages_carry_offsets_only():
+    msg = Span(3, 10, 42).message("0123456789abcdef01234567")
+    assert json.loads(msg.model_dump_json()) == {
+        "batch_id": "0123456789abcdef01234567",
+        "line": 3,
+        "start": 10,
+        "end": 42,
+    }
+    with pytest.raises(ValueError, match="batch_id"):
+        ItemMessage.model_validate({"batch_id": "nope", "line": 1, "start": 0, "end": 1})
+
+
+# --- the scanner -------------------------------------------------------------------------
+
+
+def scan(data: bytes, fmt: str = "jsonl", chunk: int | None = None, **kw) -> tuple[list[Span], ManifestScanner]:
+    scanner = ManifestScanner(fmt, **kw)  # type: ignore[arg-type]
+    spans: list[Span] = []
+    step = chunk or len(data) or 1
+    for i in range(0, len(data), step):
+        spans += scanner.feed(data[i : i + step])
+    spans += scanner.finish()
+    return spans, scanner
+
+
+def texts(data: bytes, spans: list[Span]) -> list[str]:
+    return [data[s.start : s.end].decode() for s in spans]
+
+
+def test_jsonl_lines_are_numbered_as_an_editor_shows_them():
+    data = b'{"a": 1}\n\n   \n{"b": 2}\r\n{"c": 3}'  # blank lines, CRLF, no final newline
+    spans, scanner = scan(data)
+    assert [s.line for s in spans] == [1, 4, 5]
+    assert texts(data, spans) == ['{"a": 1}', '{"b": 2}', '{"c": 3}']
+    assert scanner.items == 3 and scanner.header is None
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 7, 64])
+def test_chunk_boundaries_do_not_matter(chunk):
+    data = "\ufeff".encode() + b'{"a": "\xc3\xa9"}\r\n\n{"b": 2}\n'
+    whole, _ = scan(data)
+    pieces, _ = scan(data, chunk=chunk)
+    assert pieces == whole
+    assert texts(data, whole) == ['{"a": "é"}', '{"b": 2}']  # the BOM is not part of line 1
+
+
+@pytest.mark.parametrize(
+    ("data", "why"),
+    [
+        (b"", "no items"),
+        (b"\n \n\t\r\n", "no items"),
+        (b'{"a": 1}\n\x00\x01\x02', "NUL byte at offset 9"),
+        (b'{"a": "caf\xe9"}\n', "not UTF-8"),
+        (b'{"a": "\xe2\x82"}', "not UTF-8"),  # a sequence cut short at the end
+    ],
+)
+def test_what_is_not_a_manifest(data, why):
+    with pytest.raises(MalformedManifest, match=why):
+        scan(data, chunk=4)
+
+
+def test_too_many_items():
+    with pytest.raises(MalformedManifest, match="more than 3 items"):
+        scan(b"{}\n" * 4, max_items=3)
+    assert len(scan(b"{}\n" * 3, max_items=3)[0]) == 3
+
+
+def test_a_huge_line_is_measured_not_kept():
+    data = b'{"a": 1}\n' + b"x" * (3 * MAX_LINE_BYTES) + b"\n{}\n"
+    spans, _ = scan(data, chunk=1024 * 1024)
+    assert [s.line for s in spans] == [1, 2, 3]
+    assert spans[1].size == 3 * MAX_LINE_BYTES
+
+
+def test_csv_records_and_quoted_line_breaks():
+    data = (
+        b'caller_id,image1,image2\r\na,x.jpg,y.jpg\r\n\r\n"two\r\nlines, with a ""quote""",x.jpg,y.jpg\r\nc,x.jpg,y.jpg'
+    )
+    for chunk in (None, 1, 5):
+        spans, scanner = scan(data, "csv", chunk=chunk)
+        assert scanner.header == ["caller_id", "image1", "image2"] and scanner.header_line == 1
+        assert [s.line for s in spans] == [2, 4, 6]
+        assert texts(data, spans)[1] == '"two\r\nlines, with a ""quote""",x.jpg,y.jpg'
+
+
+def test_csv_header_problems():
+    with pytest.raises(MalformedManifest, match="never closed"):
+        scan(b'caller_id,image1\n"a,b.jpg\nc,d.jpg\n', "csv")
+    with pytest.raises(MalformedManifest, match="header row"):
+        scan(b"\n\n", "csv")
+    with pytest.raises(MalformedManifest, match="no items"):
+        scan(b"image1,image2\n", "csv")
+    with pytest.raises(MalformedManifest, match="unknown CSV column"):
+        scan(b"image1,imgae2\na,b\n", "csv")
+    with pytest.raises(MalformedManifest, match="given twice"):
+        parse_header("image1,Image1")
+    with pytest.raises(MalformedManifest, match="no image column"):
+        parse_header("caller_id,vendor")
+    assert parse_header(" Caller_ID , IMAGE1,request") == ["caller_id", "image1", "request"]
+
+
+# --- lines → requests ----------------------------------------------------------------------
+
+
+def line(**fields) -> bytes:
+    return json.dumps(fields, ensure_ascii=False).encode()
+
+
+IMG = {"s3": {"key": "photos/a.jpg"}}
+
+
+def test_a_compare_line_in_the_api_model():
+    p = parse_line("jsonl", line(caller_id="x-1", image1=IMG, image2={"url": "https://h/b.jpg"}, vendor="shuxun"))
+    assert p.error is None and p.operation == Operation.COMPARE and p.caller_id == "x-1"
+    assert p.request.vendor == "shuxun" and p.request.image1.s3.key == "photos/a.jpg"
+    assert p.request.image2.url == "https://h/b.jpg"
+
+
+def test_a_verify_identity_line_flat_or_nested():
+    body = {"name": "张三", "id_number": "110105199003071239", "image": IMG}
+    for raw in (
+        line(operation="verify_identity", **body),
+        line(operation="verify-identity", caller_id=7, request=body),
+    ):
+        p = parse_line("jsonl", raw)
+        assert p.error is None and p.operation == Operation.VERIFY_IDENTITY
+        assert p.request.name == "张三"
+    assert parse_line("jsonl", line(operation="verify-identity", caller_id=7, request=body)).caller_id == "7"
+
+
+@pytest.mark.parametrize(
+    ("raw", "code", "message"),
+    [
+        (b"{not json", "MALFORMED_JSON", "not valid JSON"),
+        (b"[1, 2]", "INVALID_REQUEST", "JSON object"),
+        (line(operation="detect", image=IMG), "INVALID_REQUEST", "compare or verify_identity"),
+        (line(operation=3, image1=IMG, image2=IMG), "INVALID_REQUEST", "compare or verify_identity"),
+        (line(caller_id=["a"], image1=IMG, image2=IMG), "INVALID_REQUEST", "caller_id"),
+        (line(caller_id="x" * 300, image1=IMG, image2=IMG), "INVALID_REQUEST", "caller_id"),
+        (line(image1=IMG), "INVALID_REQUEST", "image2: is required"),
+        (line(image1=IMG, image2=IMG, colour="blue"), "INVALID_REQUEST", "colour: is not a known field"),
+        (line(image1=IMG, image2=IMG, request={}), "INVALID_REQUEST", "not both"),
+        (line(request="x"), "INVALID_REQUEST", "must be a JSON object"),
+        (b"\xff\xfe", "INVALID_REQUEST", "not UTF-8"),
+    ],
+)
+def test_lines_that_are_not_requests(raw, code, message):
+    p = parse_line("jsonl", raw)
+    assert p.request is None and p.error is not None
+    assert p.error.code == code and message in p.error.message
+
+
+def test_error_messages_never_echo_what_the_line_said():
+    secret_number = "110105199003071239X" * 3  # too long: rejected by the model
+    p = parse_line(
+        "jsonl",
+        line(operation="verify_identity", caller_id="keep", name="张三", id_number=secret_number, image=IMG),
+    )
+    assert p.error is not None and p.caller_id == "keep" and p.operation == Operation.VERIFY_IDENTITY
+    assert "id_number: is too long" in p.error.message
+    assert secret_number not in p.error.message and "张三" not in p.error.message
+
+
+HEADER = ["caller_id", "operation", "image1", "image2", "image", "name", "id_number", "vendor", "fallback", "request"]
+
+
+def csv_line(text: str, header: list[str] = HEADER):
+    return parse_line("csv", text.encode(), header)
+
+
+def test_csv_cells_become_the_api_model():
+    p = csv_line("a,,photos/a.jpg,s3://other/b.jpg,,,,shuxun,kuaidi100|face2,")
+    assert p.error is None and p.operation == Operation.COMPARE and p.caller_id == "a"
+    assert p.request.image1.s3.key == "photos/a.jpg" and p.request.image1.s3.bucket is None
+    assert p.request.image2.s3.bucket == "other" and p.request.image2.s3.key == "b.jpg"
+    assert p.request.fallback == ["kuaidi100", "face2"]
+    p = csv_line('b,compare,https://h/a.jpg,"{""base64"": ""AAAA""}",,,,,,')
+    assert p.request.image1.url == "https://h/a.jpg" and p.request.image2.base64 == "AAAA"
+
+
+def test_csv_request_column_completed_by_the_other_columns():
+    request = json.dumps({"image1": IMG, "image2": IMG, "vendor": "face2", "security_level": "high"})
+    quoted = '"' + request.replace('"', '""') + '"'
+    p = csv_line(f"c,,,photos/z.jpg,,,,shuxun,,{quoted}")
+    assert p.error is None
+    assert p.request.vendor == "shuxun" and p.request.security_level == "high"
+    assert p.request.image2.s3.key == "photos/z.jpg" and p.request.image1.s3.key == "photos/a.jpg"
+
+
+def test_csv_rows_that_are_not_requests():
+    assert csv_line("a,compare,x.jpg,y.jpg,,,,,,,extra").error.message.startswith("the row has 11 fields")
+    assert csv_line("a,compare,x.jpg,y.jpg,,,,,,,extra").caller_id == "a"
+    assert csv_line("a,compare,x.jpg,,,,,,,").error.code == "INVALID_REQUEST"
+    assert csv_line("a,,x.jpg,{bad,,,,,,").error.code == "MALFORMED_JSON"
+    assert csv_line("a,,,,,,,,,{bad").error.code == "MALFORMED_JSON"
+    assert csv_line('a,"x.jpg,y.jpg').error.code == "INVALID_REQUEST"
+    # Fewer fields than columns is fine: spreadsheets drop empty trailing cells.
+    assert csv_line("a,compare,x.jpg,y.jpg").error is None
+
+
+# --- the report and the summary ----------------------------------------------------------
+
+
+def test_report_lines_carry_a_result_or_an_error():
+    ok = ReportLine(line=2, caller_id="c", status="ok", operation=Operation.COMPARE, request_id="r", result={"a": 1})
+    assert json.loads(ok.to_json()) == {
+        "line": 2,
+        "caller_id": "c",
+        "status": "ok",
+        "operation": "compare",
+        "request_id": "r",
+        "result": {"a": 1},
+    }
+    err = ReportLine(line=3, status="error", error=ErrorBody(**InvalidRequest("bad").body()))
+    data = json.loads(err.to_json())
+    assert "result" not in data and data["error"]["code"] == "INVALID_REQUEST" and data["caller_id"] is None
+
+
+def test_summary_counts():
+    b = SummaryBuilder()
+    b.add(LineState(1, "ok", "compare", "match", vendor="shuxun", billed_calls=1, attempts=1))
+    b.add(LineState(2, "ok", "compare", "no_match", vendor="shuxun", billed_calls=1, attempts=2, recovered=True))
+    b.add(LineState(3, "error", "compare", error_code="VENDOR_TIMEOUT", vendor="shuxun", billed_unknown=2, attempts=5))
+    b.add(LineState(4, "error", None, error_code="MALFORMED_JSON", attempts=1))
+    f = b.fields()
+    assert f["ok"] == 2 and f["errors"] == 2
+    assert f["decisions"] == {"match": 1, "no_match": 1, "uncertain": 0}
+    assert f["error_codes"] == {"MALFORMED_JSON": 1, "VENDOR_TIMEOUT": 1}
+    assert f["operations"] == {"compare": 3} and f["vendors"] == {"shuxun": 3}
+    assert f["billed_calls"] == 2 and f["billed_unknown"] == 2
+    assert f["deliveries"] == 9 and f["recovered"] == 1
