@@ -223,7 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     for workers, pacing in [(w, p) for p in modes for w in args.workers]:
         r = run_once(args.items, args.latency, args.qps, workers, args.retry_base, pacing)
         print(
-            f"workers={workers} pacing={'on' if pacing else 'off'}: {r['items_per_s']:.1f} items/s = {r['share'] * 100:.1f} % of {args.qps:g}/s, "
+            f"workers={workers} pacing={'on' if pacing else 'off'}: {r['items_per_s']:.1f} items/s = "
+            f"{r['share'] * 100:.1f} % of {args.qps:g}/s, "
             f"lost {r['lost']}, rate-limited {r['rate_limited']}, deliveries {r['deliveries']}, "
             f"errors {r['error_codes'] or 'none'} ({r['seconds']:.1f} s after a {r['split_s']:.2f} s split)",
             file=sys.stderr,

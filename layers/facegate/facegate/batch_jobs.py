@@ -79,6 +79,7 @@ CHECKPOINT_EVERY = 1000  # items queued between enqueue checkpoints
 LEASE_MARGIN_S = 10.0  # a lease outlives the invocation that took it by this much
 REPORT_LEASE_S = 900.0
 MIN_ITEM_S = 5.0  # below this much time left, an item is not started (it goes back)
+DEADLINE_MARGIN_S = 2.0  # an item's deadline leaves this much of the invocation for the rest
 MAX_VISIBILITY_S = 900
 MAX_REDRIVES = 1  # rounds a never-started line gets from the dead-letter drain
 
@@ -217,6 +218,9 @@ class BatchJobs:
         now = self.clock()
         created, meta = self.store.create_batch(ref, now)
         log = {"batch_id": ref.batch_id, "batch_name": ref.name}
+        if meta.status == "failed":  # again: its report may not have been written
+            self._write_failure(meta)
+            return meta.batch_id
         if meta.status != "splitting":
             logger.info("batch already split; duplicate event ignored", extra=log)
             return meta.batch_id
@@ -292,22 +296,25 @@ class BatchJobs:
 
     def fail_batch(self, meta: BatchMeta, error: FacegateError) -> None:
         """The batch as a whole failed: say why in the report and the summary."""
-        now = self.clock()
-        body = error_body(error)
-        if not self.store.fail(meta.batch_id, body, now):
-            return
-        _count("BatchesFailed")
+        if self.store.fail(meta.batch_id, error_body(error), self.clock()):
+            _count("BatchesFailed")
         meta = self.store.get_meta(meta.batch_id) or meta
-        line = ReportLine(line=0, status="error", error=body)
-        done = list(self.store.lines(meta.batch_id))
+        if meta.status == "failed":
+            self._write_failure(meta)
+
+    def _write_failure(self, meta: BatchMeta) -> None:
+        """A failed batch's report: line 0 says why, then any lines finished before it
+        failed; the summary says why too. Idempotent: written again on any retry."""
+        body = meta.error or error_body(BatchFailed("the batch failed"))
+        done = [item for item in self.store.lines(meta.batch_id) if item.done]
         builder = SummaryBuilder()
         for item in done:
-            if item.done:
-                builder.add(item.state())
-        report = "\n".join([line.to_json(), *(i.outcome_json or "" for i in done if i.done)]) + "\n"
-        self._put(meta.manifest.bucket, batch.report_key(meta.name), report.encode(), "application/x-ndjson")
-        summary = self._summary(meta, builder, now, status="failed", error=body)
-        self._put_summary(meta, summary)
+            builder.add(item.state())
+        lines = [ReportLine(line=0, status="error", error=body).to_json(), *(i.outcome_json or "" for i in done)]
+        report = ("\n".join(lines) + "\n").encode()
+        self._put(meta.manifest.bucket, batch.report_key(meta.name), report, "application/x-ndjson")
+        finished = meta.finished_at or self.clock()
+        self._put_summary(meta, self._summary(meta, builder, finished, status="failed", error=body))
 
     # ======================================================================================
     # worker
@@ -408,7 +415,8 @@ class BatchJobs:
 
         caller = Caller(
             request_id=request_id,
-            deadline=time.monotonic() + max(1.0, remaining_s - LEASE_MARGIN_S),
+            # The service keeps within it: an item started is finished in this invocation.
+            deadline=time.monotonic() + remaining_s - DEADLINE_MARGIN_S,
             batch_id=msg.batch_id,
             batch_line=msg.line,
         )

@@ -178,3 +178,27 @@ def test_a_manifest_that_never_splits_fails_through_the_dead_letter_queue(batche
     summary = batches.summary("stuck")
     assert summary["error"]["code"] == "BATCH_FAILED" and "could not be split" in summary["error"]["message"]
     assert batches.shuxun.billed == 0
+
+
+def test_a_failed_batch_whose_report_could_not_be_written_gets_it_on_the_retry(batches, monkeypatch):
+    from facegate.batch_jobs import BatchJobs
+
+    put = BatchJobs._put
+    calls = []
+
+    def flaky_put(self, bucket, key, body, content_type):
+        calls.append(key)
+        if len(calls) == 1:
+            raise ConnectionError("S3 went away")
+        return put(self, bucket, key, body, content_type)
+
+    monkeypatch.setattr(BatchJobs, "_put", flaky_put)
+    batches.upload_manifest("flaky", b"\x00\x01 not a manifest")
+    meta = batches.run("flaky")  # marked failed, but the report write failed: the message comes back
+    assert meta.status == "failed"
+    while batches.local.pump_once():
+        pass
+    assert batches.summary("flaky")["error"]["code"] == "MALFORMED_MANIFEST"
+    (line,) = batches.report("flaky")
+    assert line["error"]["code"] == "MALFORMED_MANIFEST"
+    assert calls.count("results/flaky.jsonl") == 2
