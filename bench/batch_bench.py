@@ -13,7 +13,9 @@ source with ``MaximumConcurrency`` = workers would run. Each run starts from a f
 emulated stack and a fresh sandbox.
 
 Throughput is items reported per second, from the moment the splitter has queued the
-items to the moment the report is written, as a share of the cap. Lost is the number
+items to the moment the report is written, as a share of the cap; and, steady, the rate
+of vendor answers between the first and the last (from the results log's timestamps),
+which leaves out the run's ramp and tail. Lost is the number
 of manifest lines without exactly one report line (the goal: none). Prints a markdown
 section for bench/RESULTS.md.
 """
@@ -138,6 +140,12 @@ def run_once(items: int, latency: float, qps: float, workers: int, retry_base: f
             report = local.report("bench")
             summary = local.summary("bench")
             sandbox.stop()
+            answered_at = sorted(
+                datetime.fromisoformat(r["created_at"]).timestamp()
+                for r in scan(local.results_table)
+                if r.get("batch_id") == meta.batch_id and r["status"] == "ok"
+            )
+            steady = (len(answered_at) - 1) / (answered_at[-1] - answered_at[0]) if len(answered_at) > 1 else 0.0
             lines = [r["line"] for r in report]
             answered = [r for r in report if ("result" in r) != ("error" in r)]
             lost = items - len(set(lines) & set(range(1, items + 1))) + (len(lines) - len(set(lines)))
@@ -152,6 +160,8 @@ def run_once(items: int, latency: float, qps: float, workers: int, retry_base: f
                 "split_s": marks.get("queued", t0) - t0,
                 "items_per_s": items / seconds,
                 "share": items / seconds / qps,
+                "steady_per_s": steady,
+                "steady_share": steady / qps,
                 "ok": summary["ok"],
                 "errors": summary["errors"],
                 "error_codes": summary["error_codes"],
@@ -166,6 +176,19 @@ def run_once(items: int, latency: float, qps: float, workers: int, retry_base: f
         os.environ.clear()
         os.environ.update(saved)
         reset_caches()
+
+
+def scan(table_name: str) -> list[dict]:
+    import boto3
+
+    table = boto3.resource("dynamodb").Table(table_name)
+    items, kwargs = [], {}
+    while True:
+        page = table.scan(**kwargs)
+        items += page["Items"]
+        if "LastEvaluatedKey" not in page:
+            return items
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
 def markdown(results: list[dict], args: argparse.Namespace) -> str:
@@ -183,15 +206,16 @@ def markdown(results: list[dict], args: argparse.Namespace) -> str:
         f"refusing calls over {args.qps:g} per second (its rate-limit body, code 6). Throughput counts from the "
         "moment the splitter has queued the items to the moment the report is written.",
         "",
-        "| workers (MaximumConcurrency) | pacing (BatchVendorRates) | items/s | share of the cap | lost | "
-        "rate-limited calls | deliveries | errors |",
-        "|---|---|---|---|---|---|---|---|",
+        "| workers (MaximumConcurrency) | pacing (BatchVendorRates) | items/s, end to end | share of the cap | "
+        "vendor answers/s, steady | share of the cap | lost | rate-limited calls | deliveries | errors |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         errors = ", ".join(f"{k} {v}" for k, v in r["error_codes"].items()) or "none"
         pacing = f"{args.qps:g}/s" if r["pacing"] else "off"
         out.append(
-            f"| {r['workers']} | {pacing} | {r['items_per_s']:.1f} | **{r['share'] * 100:.0f} %** | {r['lost']} | "
+            f"| {r['workers']} | {pacing} | {r['items_per_s']:.1f} | **{r['share'] * 100:.0f} %** | "
+            f"{r['steady_per_s']:.1f} | {r['steady_share'] * 100:.0f} % | {r['lost']} | "
             f"{r['rate_limited']} | {r['deliveries']} | {errors} |"
         )
     return "\n".join(out) + "\n"
@@ -224,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         r = run_once(args.items, args.latency, args.qps, workers, args.retry_base, pacing)
         print(
             f"workers={workers} pacing={'on' if pacing else 'off'}: {r['items_per_s']:.1f} items/s = "
-            f"{r['share'] * 100:.1f} % of {args.qps:g}/s, "
+            f"{r['share'] * 100:.1f} % of {args.qps:g}/s (steady {r['steady_share'] * 100:.1f} %), "
             f"lost {r['lost']}, rate-limited {r['rate_limited']}, deliveries {r['deliveries']}, "
             f"errors {r['error_codes'] or 'none'} ({r['seconds']:.1f} s after a {r['split_s']:.2f} s split)",
             file=sys.stderr,

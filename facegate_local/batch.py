@@ -604,7 +604,9 @@ class LocalBatches:
                         + (f"{meta.done}/{meta.total} items, status {meta.status}" if meta else "never started")
                     )
                 if handled == 0:
-                    time.sleep(0.01 if threads else 0.002)
+                    # With worker threads this loop only watches: its polls would take
+                    # emulation CPU from the workers.
+                    time.sleep(0.1 if threads else 0.002)
         finally:
             stop.set()
             for t in threads:

@@ -25,6 +25,7 @@ from facegate.errors import (
     MalformedJson,
     NotFound,
     UnsupportedMediaType,
+    describe_validation_errors,
 )
 from facegate.ids import new_request_id
 from facegate.models import Operation
@@ -157,33 +158,4 @@ def _from_validation(e: RequestValidationError) -> FacegateError:
     errors = e.errors()
     if any(err.get("type") == "json_invalid" for err in errors):
         return MalformedJson("the request body is not valid JSON")
-    parts = []
-    for err in errors[:5]:
-        loc = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body",))
-        msg = _SAFE_MESSAGES.get(err.get("type", ""), err.get("msg", "is invalid"))
-        if err.get("type") == "value_error":
-            msg = str(err.get("msg", "")).removeprefix("Value error, ")
-        parts.append(f"{loc or 'body'}: {msg}")
-    more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
-    return InvalidRequest("invalid request: " + "; ".join(parts) + more)
-
-
-# Pydantic's own messages for these can quote the input; ours never do.
-_SAFE_MESSAGES = {
-    "missing": "is required",
-    "extra_forbidden": "is not a known field",
-    "literal_error": "is not one of the allowed values",
-    "string_type": "must be a string",
-    "string_too_short": "is too short",
-    "string_too_long": "is too long",
-    "int_type": "must be an integer",
-    "int_parsing": "must be an integer",
-    "list_type": "must be a list",
-    "dict_type": "must be an object",
-    "model_type": "must be an object",
-    "model_attributes_type": "must be an object",
-    "greater_than_equal": "is too small",
-    "less_than_equal": "is too large",
-    "too_long": "has too many items",
-    "enum": "is not one of the allowed values",
-}
+    return InvalidRequest(describe_validation_errors(errors, skip=("body",)))

@@ -47,7 +47,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from facegate.errors import CallerError, FacegateError, InvalidRequest, MalformedJson
+from facegate.errors import CallerError, FacegateError, InvalidRequest, MalformedJson, describe_validation_errors
 from facegate.models import CompareRequest, ErrorBody, Operation, VerifyIdentityRequest
 
 MANIFEST_PREFIX = "batches/"
@@ -426,7 +426,7 @@ def _from_fields(obj: dict[str, Any], *, columns: bool = False) -> ParsedLine:
     try:
         out.request = model.model_validate(body)
     except ValidationError as e:
-        out.error = InvalidRequest(describe_validation_error(e))
+        out.error = InvalidRequest(describe_validation_errors(e.errors(), root="line"))
     return out
 
 
@@ -478,44 +478,6 @@ def _image_cell(value: str) -> dict[str, Any] | None:
         bucket, _, key = value[5:].partition("/")
         return {"s3": {"bucket": bucket, "key": key}}
     return {"s3": {"key": value}}
-
-
-# Pydantic's own messages for these can quote the input (an ID number, an image);
-# ours never do.
-_SAFE_MESSAGES = {
-    "missing": "is required",
-    "extra_forbidden": "is not a known field",
-    "literal_error": "is not one of the allowed values",
-    "string_type": "must be a string",
-    "string_too_short": "is too short",
-    "string_too_long": "is too long",
-    "int_type": "must be an integer",
-    "int_parsing": "must be an integer",
-    "list_type": "must be a list",
-    "dict_type": "must be an object",
-    "model_type": "must be an object",
-    "model_attributes_type": "must be an object",
-    "greater_than_equal": "is too small",
-    "less_than_equal": "is too large",
-    "too_long": "has too many items",
-    "enum": "is not one of the allowed values",
-}
-
-
-def describe_validation_error(e: ValidationError) -> str:
-    """Field locations and safe wording only: values are never echoed."""
-    errors = e.errors()
-    parts = []
-    for err in errors[:5]:
-        loc = ".".join(str(p) for p in err.get("loc", ()))
-        kind = err.get("type", "")
-        if kind == "value_error":  # our own validators' messages, written to be safe
-            msg = str(err.get("msg", "")).removeprefix("Value error, ")
-        else:
-            msg = _SAFE_MESSAGES.get(kind, "is invalid")
-        parts.append(f"{loc or 'line'}: {msg}")
-    more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
-    return "invalid request: " + "; ".join(parts) + more
 
 
 # --- outcomes, the report, the summary -----------------------------------------------------

@@ -313,3 +313,42 @@ class IdempotencyUnavailable(FacegateError):
     code = "IDEMPOTENCY_UNAVAILABLE"
     status = 503
     retryable = True
+
+
+# Pydantic's own messages for these can quote the input (an image, an ID number);
+# ours never do.
+_SAFE_MESSAGES = {
+    "missing": "is required",
+    "extra_forbidden": "is not a known field",
+    "literal_error": "is not one of the allowed values",
+    "string_type": "must be a string",
+    "string_too_short": "is too short",
+    "string_too_long": "is too long",
+    "int_type": "must be an integer",
+    "int_parsing": "must be an integer",
+    "list_type": "must be a list",
+    "dict_type": "must be an object",
+    "model_type": "must be an object",
+    "model_attributes_type": "must be an object",
+    "greater_than_equal": "is too small",
+    "less_than_equal": "is too large",
+    "too_short": "has too few items",
+    "too_long": "has too many items",
+    "enum": "is not one of the allowed values",
+}
+
+
+def describe_validation_errors(errors: list[dict], *, root: str = "body", skip: tuple[str, ...] = ()) -> str:
+    """A caller-facing message from pydantic error dicts: field locations and safe
+    wording only, so the offending values are never echoed back."""
+    parts = []
+    for err in errors[:5]:
+        loc = ".".join(str(p) for p in err.get("loc", ()) if p not in skip)
+        kind = err.get("type", "")
+        if kind == "value_error":  # our own validators' messages, written to be safe
+            msg = str(err.get("msg", "")).removeprefix("Value error, ")
+        else:
+            msg = _SAFE_MESSAGES.get(kind, "is invalid")
+        parts.append(f"{loc or root}: {msg}")
+    more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+    return "invalid request: " + "; ".join(parts) + more
