@@ -84,7 +84,8 @@ class Queue:
 
 def create_queues(template: Template, resolver: Resolver, region: str) -> dict[str, Queue]:
     """Every ``AWS::SQS::Queue`` of the template in moto, dead-letter queues first, each
-    registered with the resolver (Ref = URL; Arn, QueueName, QueueUrl attributes)."""
+    registered with the resolver (Ref = URL; Arn, QueueName, QueueUrl attributes). Queues
+    the AWS emulation already made (``facegate_local.aws`` creates them too) are reused."""
     import boto3
 
     sqs = boto3.client("sqs", region_name=region)
@@ -98,10 +99,24 @@ def create_queues(template: Template, resolver: Resolver, region: str) -> dict[s
             except Unresolvable:
                 continue
             name = props.get("QueueName") or resolver.default_name(logical)
+            redrive = props.get("RedrivePolicy")
+            existing = resolver.physical(logical)
+            if existing is not None:
+                arn = resolver.resolve({"Fn::GetAtt": [logical, "Arn"]})
+                made[logical] = Queue(
+                    logical,
+                    name,
+                    existing,
+                    arn,
+                    int(props.get("VisibilityTimeout", 30)),
+                    int(redrive["maxReceiveCount"]) if redrive else None,
+                )
+                del pending[logical]
+                progress = True
+                continue
             attributes = {
                 k: str(props[k]) for k in ("VisibilityTimeout", "MessageRetentionPeriod", "DelaySeconds") if k in props
             }
-            redrive = props.get("RedrivePolicy")
             if redrive:
                 attributes["RedrivePolicy"] = json.dumps(
                     {

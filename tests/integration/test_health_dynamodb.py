@@ -84,3 +84,46 @@ def test_stale_failures_restart_the_window(table):
     assert a.health("shuxun").state == "closed"
     a.record_failure("shuxun")
     assert a.health("shuxun").state == "open"
+
+
+def test_two_containers_reaching_the_threshold_together_both_succeed(table):
+    clock = Clock()
+    a, b = books(table, clock, CooldownPolicy(failures=2, window_s=60, cooldown_s=30))
+    a.record_failure("face2")
+    # Both count the second failure before either opens the circuit (the race seen in batches).
+    a_table_update = a.table.update_item
+    opened = []
+
+    def racing_update(**kw):
+        if kw.get("UpdateExpression") == "SET open_until = :reopen" and not opened:
+            opened.append(True)
+            b.record_failure("face2")  # the other container opens it first
+        return a_table_update(**kw)
+
+    a.table.update_item = racing_update
+    a.record_failure("face2")  # must not raise ConditionalCheckFailed
+    assert a.health("face2").state == "open"
+
+
+def test_a_failing_state_table_never_fails_the_request():
+    from facegate import errors
+    from facegate.router import Attempts, Planned, RetryPolicy, Router
+
+    class Broken(MemoryHealthBook):
+        def record_success(self, vendor):
+            raise RuntimeError("state table throttled")
+
+        record_failure = record_success
+
+    vendor = type("V", (), {"id": "shuxun"})
+    answer = type("Out", (), {"billed": True})()
+    router = Router(Broken(), vendor_for=lambda cls: cls, retry=RetryPolicy(0, 0), sleep=lambda s: None)
+    _, out = router.first([Planned(vendor, None)], lambda v, p: answer, Attempts(), None)
+    assert out is answer
+    with pytest.raises(errors.VendorRateLimited):
+        router.first(
+            [Planned(vendor, None)],
+            lambda v, p: (_ for _ in ()).throw(errors.VendorRateLimited("slow", billed=False)),
+            Attempts(),
+            None,
+        )

@@ -297,3 +297,27 @@ def test_summary_counts():
     assert f["operations"] == {"compare": 3} and f["vendors"] == {"shuxun": 3}
     assert f["billed_calls"] == 2 and f["billed_unknown"] == 2
     assert f["deliveries"] == 9 and f["recovered"] == 1
+
+
+def test_the_pacer_keeps_all_instances_under_a_vendors_rate():
+    from facegate.batch_jobs import Pacer
+    from facegate.config import Settings
+
+    now = [100.0]
+    slept = []
+
+    def sleep(s):
+        slept.append(s)
+        now[0] += s
+
+    pacer = Pacer(sleep=sleep, clock=lambda: now[0])
+    cfg = Settings(batch_vendor_rates={"shuxun": 19.0}, batch_concurrency=4)
+    # 4 instances share 19 calls/s, 5 % under: one call every 4 / (19 x 0.95) s each.
+    interval = 4 / (19 * 0.95)
+    assert pacer.wait("shuxun", cfg) == 0.0
+    assert pacer.wait("shuxun", cfg) == pytest.approx(interval)
+    now[0] += 5.0  # a slow item: no catching up in a burst afterwards
+    assert pacer.wait("shuxun", cfg) == 0.0
+    assert pacer.wait("shuxun", cfg) == pytest.approx(interval)
+    assert pacer.wait("face2", cfg) == 0.0 and pacer.wait("face2", cfg) == 0.0  # no rate: not paced
+    assert slept == [pytest.approx(interval)] * 2

@@ -39,7 +39,6 @@ from the results log). So every line ends as a result or an error.
 from __future__ import annotations
 
 import json
-import math
 import random
 import tempfile
 import threading
@@ -79,6 +78,7 @@ CHECKPOINT_EVERY = 1000  # items queued between enqueue checkpoints
 LEASE_MARGIN_S = 10.0  # a lease outlives the invocation that took it by this much
 REPORT_LEASE_S = 900.0
 MIN_ITEM_S = 5.0  # below this much time left, an item is not started (it goes back)
+PACING_MARGIN = 0.05
 DEADLINE_MARGIN_S = 2.0  # an item's deadline leaves this much of the invocation for the rest
 MAX_VISIBILITY_S = 900
 MAX_REDRIVES = 1  # rounds a never-started line gets from the dead-letter drain
@@ -87,10 +87,10 @@ MAX_REDRIVES = 1  # rounds a never-started line gets from the dead-letter drain
 class Pacer:
     """Spaces one worker instance's calls to a rate-limited vendor so that all
     ``FACEGATE_BATCH_CONCURRENCY`` instances together stay under its
-    ``FACEGATE_BATCH_VENDOR_RATES`` rate, by any one-second window: each instance
-    starts at most floor(rate / concurrency) calls a second (or, below one, one call
-    every concurrency / rate seconds). An instance is a thread here: state is per thread.
-    Only a line's first vendor is paced; fallbacks are not."""
+    ``FACEGATE_BATCH_VENDOR_RATES`` rate: each instance starts a call at most every
+    concurrency / (rate x 0.95) seconds. State is per thread (a thread is an instance in
+    the local emulation; in Lambda an instance has one). Only a line's first vendor is
+    paced; fallbacks are not."""
 
     def __init__(self, sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic):
         self.sleep = sleep
@@ -99,8 +99,9 @@ class Pacer:
 
     @staticmethod
     def interval(rate: float, concurrency: int) -> float:
-        share = rate / concurrency
-        return 1.0 / math.floor(share) if share >= 1 else 1.0 / share
+        # 5 % under the instance's share: calls land at the vendor with some jitter, and
+        # one over the limit costs a refused call and a retry.
+        return concurrency / (rate * (1 - PACING_MARGIN))
 
     def wait(self, vendor: str, cfg: Settings) -> float:
         """Sleep until this instance may call ``vendor``; the seconds slept."""
@@ -375,23 +376,38 @@ class BatchJobs:
             self._work(msg, static, claim, request_id, receive_count=receive_count, remaining_s=remaining_s)
         except RetryLater:
             raise
-        except Exception:
+        except Exception as e:
             # Ours, not the item's: give the line back so a redelivery need not wait out
-            # the lease; the service has logged the attempt if it got that far.
+            # the lease; the service has logged the attempt if it got that far. Logged by
+            # type and place only: a message could quote the line.
+            logger.error(
+                "batch item failed unexpectedly",
+                extra={"batch_id": msg.batch_id, "line": msg.line, **_where(e)},
+            )
             if final:
-                self._complete(
-                    msg,
-                    ReportLine(
-                        line=msg.line,
-                        status="error",
-                        request_id=request_id,
-                        error=error_body(InternalError("internal error while processing the item")),
-                    ),
-                )
+                self._give_up(msg, claim, request_id)
                 return
             self._release(msg, request_id, InternalError("internal error"), billed=(0, 0))
             raise
         self.touched.add(msg.batch_id)
+
+    def _give_up(self, msg: ItemMessage, claim: Claim, request_id: str) -> None:
+        """The last delivery failed on our side: the outcome is whatever the service got
+        (from the results log), else an internal error, logged there too."""
+        recovered = self._recover((*claim.previous_request_ids, request_id), msg)
+        if recovered is not None:
+            self._complete(msg, recovered[0], billed=recovered[1], recovered=True)
+            return
+        error = InternalError("internal error while processing the item")
+        parsed = self._peek(msg)
+        try:
+            self.service.store.get(request_id)
+        except NotFound:
+            from facegate.service import Caller
+
+            caller = Caller(request_id=request_id, batch_id=msg.batch_id, batch_line=msg.line)
+            self.service.log_failure(parsed.operation or Operation.COMPARE, caller, error)
+        self._complete(msg, self._error_line(msg, parsed, request_id, error))
 
     def _work(
         self,
@@ -532,9 +548,9 @@ class BatchJobs:
                 fields = {k: v for k, v in data.items() if k in model.model_fields}
                 line.result = model.model_validate(fields).model_dump(mode="json")
             else:
-                code = record.error_code or "INTERNAL_ERROR"
-                if retryable.get(code, True):
-                    continue  # not final: the line is tried again
+                code = record.error_code or InternalError.code
+                if retryable.get(code, True) or code == InternalError.code:
+                    continue  # not final (an internal error is ours): the line is tried again
                 line.error = ErrorBody(
                     code=code,
                     message=f"the request failed with {code} (recorded before a worker restart)",
@@ -836,9 +852,24 @@ def _count_billed(attempts: Iterable[Any]) -> tuple[int, int]:
     return billed, unknown
 
 
+def _where(e: BaseException) -> dict[str, str]:
+    """An exception's type and innermost frame, without its message."""
+    import traceback
+
+    frames = traceback.extract_tb(e.__traceback__)
+    ours = [f for f in frames if "/facegate/" in f.filename] or frames
+    where = f"{ours[-1].filename.rsplit('/', 1)[-1]}:{ours[-1].lineno} {ours[-1].name}" if ours else ""
+    return {"error_type": type(e).__name__, "where": where}
+
+
 def _count(name: str) -> None:
-    """A CloudWatch metric; never a reason for an item to fail."""
+    """A CloudWatch metric; never a reason for an item to fail. Not even collected when
+    metrics are off (locally): Powertools would print every hundred values anyway."""
     try:
+        from aws_lambda_powertools.metrics.functions import is_metrics_disabled
+
+        if is_metrics_disabled():
+            return
         metrics.add_metric(name=name, unit="Count", value=1)
     except Exception:
         logger.debug("metric not recorded", extra={"metric": name})

@@ -219,12 +219,17 @@ class DynamoHealthBook(HealthBook):
                     ReturnValues="ALL_NEW",
                 )["Attributes"]
             if int(item["failures"]) >= p.failures:
-                self.table.update_item(
-                    Key=self._key(vendor),
-                    UpdateExpression="SET open_until = :reopen",
-                    ConditionExpression="attribute_not_exists(open_until)",
-                    ExpressionAttributeValues={":reopen": values[":reopen"]},
-                )
+                try:
+                    self.table.update_item(
+                        Key=self._key(vendor),
+                        UpdateExpression="SET open_until = :reopen",
+                        ConditionExpression="attribute_not_exists(open_until)",
+                        ExpressionAttributeValues={":reopen": values[":reopen"]},
+                    )
+                except ClientError as e3:
+                    # Another container's failure opened it first: the circuit is open either way.
+                    if e3.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                        raise
         finally:
             self._cache.pop(vendor, None)
 

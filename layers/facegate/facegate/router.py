@@ -150,6 +150,18 @@ class Router:
         with ThreadPoolExecutor(max_workers=len(plan), thread_name_prefix="consensus") as pool:
             return list(pool.map(one, plan))
 
+    @staticmethod
+    def _note(record: Callable[[str], None], vid: str) -> None:
+        """Health bookkeeping is best effort: a state-table hiccup must never turn a
+        vendor's answer (possibly billed) into an error."""
+        try:
+            record(vid)
+        except Exception:
+            from facegate.observability import logger, metrics
+
+            logger.warning("vendor health update failed", extra={"vendor": vid}, exc_info=True)
+            metrics.add_metric(name="HealthUpdateFailed", unit="Count", value=1)
+
     def _try(
         self,
         planned: Planned,
@@ -177,19 +189,19 @@ class Router:
                 # The vendor answered (about the request): it is healthy.
                 e.vendor = e.vendor or vid
                 attempts.add(vid, e.code, e.billed, started)
-                self.health.record_success(vid)
+                self._note(self.health.record_success, vid)
                 raise
             except VendorError as e:
                 e.vendor = e.vendor or vid
                 attempts.add(vid, e.code, e.billed, started)
                 if counts_against_health(e):
-                    self.health.record_failure(vid)
+                    self._note(self.health.record_failure, vid)
                 if retry_safe(e) and n < self.retry.max_retries:
                     self.sleep(self.retry.backoff_s * (1 + random.random()))  # noqa: S311 - jitter, not crypto
                     continue
                 raise
             attempts.add(vid, "ok", outcome.billed, started)
-            self.health.record_success(vid)
+            self._note(self.health.record_success, vid)
             return vendor, outcome
         raise AssertionError("unreachable")
 

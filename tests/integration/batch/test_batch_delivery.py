@@ -212,3 +212,47 @@ def test_the_dead_letter_drain(batches):
     ]
     assert sorted(int(r["batch_line"]) for r in logged) == [1, 2, 3]
     assert not sqs.receive_message(QueueUrl=batches.local.queues["ItemQueue"].url).get("Messages")
+
+
+def test_an_unexpected_failure_on_the_last_delivery_still_ends_the_line(batches, monkeypatch):
+    batch_id = split(batches, "oops", compare_line(1) + "\n" + compare_line(2) + "\n")
+    items = take_items(batches)
+    jobs, store = default_jobs(), default_batch_store()
+
+    def boom(request, caller):
+        raise RuntimeError("a bug")
+
+    # Line 1: a bug inside the service. Retried while deliveries remain, then recorded.
+    with monkeypatch.context() as m:
+        m.setattr(jobs.service, "compare", boom)
+        with pytest.raises(RuntimeError):
+            jobs.process_item(msg(items[0]), receive_count=1, remaining_s=60)
+        line = store.get_line(batch_id, 1)
+        assert line.outcome is None and line.lease_until is None  # given back at once
+        jobs.process_item(msg(items[0]), receive_count=5, remaining_s=60)
+    line = store.get_line(batch_id, 1)
+    assert line.outcome.error.code == "INTERNAL_ERROR" and line.outcome.caller_id == "c-1"
+
+    # Line 2: the vendor answered, but storing the outcome failed on the last delivery:
+    # the answer is taken from the results log rather than lost (or asked for again).
+    complete_line = type(store).complete_line
+    failures = []
+
+    def flaky(self, *args, **kw):
+        if not failures:
+            failures.append(1)
+            raise ConnectionError("DynamoDB went away")
+        return complete_line(self, *args, **kw)
+
+    monkeypatch.setattr(type(store), "complete_line", flaky)
+    jobs.process_item(msg(items[1]), receive_count=5, remaining_s=60)
+    line = store.get_line(batch_id, 2)
+    assert line.outcome.status == "ok" and line.recovered and line.outcome.caller_id == "c-2"
+    assert batches.shuxun.billed == 1
+
+    log = [r for r in batches.results_log() if r.get("batch_id") == batch_id]
+    # The stand-in bug struck before the service could log anything: the give-up logged line 1.
+    assert sorted((int(r["batch_line"]), r["status"], r.get("error_code")) for r in log) == [
+        (1, "error", "INTERNAL_ERROR"),
+        (2, "ok", None),
+    ]
