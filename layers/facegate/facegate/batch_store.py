@@ -23,7 +23,6 @@ import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import Decimal
 from functools import cache
 from typing import Any
 
@@ -41,6 +40,7 @@ from facegate.batch import (
 from facegate.config import Settings, settings
 from facegate.errors import NotFound
 from facegate.models import ErrorBody
+from facegate.store import DynamoBacked, dynamo_number
 
 META = "meta"
 LATEST = "latest"
@@ -208,26 +208,10 @@ class Claim:
     last_error: ErrorBody | None = None
 
 
-def _d(value: float) -> Decimal:
-    return Decimal(str(round(value, 3)))
-
-
-class BatchStore:
+class BatchStore(DynamoBacked):
     def __init__(self, table_name: str, ttl_days: int = 90, resource: Any = None):
-        self.table_name = table_name
+        super().__init__(table_name, resource)
         self.ttl_days = ttl_days
-        self._resource = resource
-        self._table = None
-
-    @property
-    def table(self):
-        if self._table is None:
-            if self._resource is None:
-                import boto3
-
-                self._resource = boto3.resource("dynamodb")
-            self._table = self._resource.Table(self.table_name)
-        return self._table
 
     @property
     def client(self):
@@ -251,7 +235,7 @@ class BatchStore:
             "key": ref.key,
             "format": ref.format,
             "status": "splitting",
-            "created_at": _d(now),
+            "created_at": dynamo_number(now),
             "done": 0,
             "enqueued": 0,
             "expires_at": self.expiry(now),
@@ -269,7 +253,7 @@ class BatchStore:
                 "pk": f"name#{ref.name}",
                 "sk": LATEST,
                 "batch_id": ref.batch_id,
-                "created_at": _d(now),
+                "created_at": dynamo_number(now),
                 "expires_at": self.expiry(now),
             }
         )
@@ -336,7 +320,7 @@ class BatchStore:
                 ExpressionAttributeValues={
                     ":failed": "failed",
                     ":e": error.model_dump_json(),
-                    ":now": _d(now),
+                    ":now": dynamo_number(now),
                     ":zero": 0,
                     ":splitting": "splitting",
                     ":running": "running",
@@ -362,8 +346,8 @@ class BatchStore:
                     ":reporting": "reporting",
                     ":splitting": "splitting",
                     ":running": "running",
-                    ":until": _d(until),
-                    ":now": _d(now),
+                    ":until": dynamo_number(until),
+                    ":now": dynamo_number(now),
                 },
             )
         except self.client.exceptions.ConditionalCheckFailedException:
@@ -376,7 +360,7 @@ class BatchStore:
             UpdateExpression="SET #s = :done, finished_at = :now REMOVE report_lease_until",
             ConditionExpression="#s = :reporting",
             ExpressionAttributeNames={"#s": "status"},
-            ExpressionAttributeValues={":done": "done", ":reporting": "reporting", ":now": _d(now)},
+            ExpressionAttributeValues={":done": "done", ":reporting": "reporting", ":now": dynamo_number(now)},
         )
 
     # --- lines -------------------------------------------------------------------------
@@ -406,8 +390,8 @@ class BatchStore:
                     ":rid": request_id,
                     ":rids": [request_id],
                     ":empty": [],
-                    ":until": _d(until),
-                    ":now": _d(now),
+                    ":until": dynamo_number(until),
+                    ":now": dynamo_number(now),
                     ":exp": expires_at,
                     ":one": 1,
                 },
@@ -473,7 +457,7 @@ class BatchStore:
         line_values: dict[str, Any] = {
             ":o": outcome.to_json(),
             ":st": outcome.status,
-            ":now": _d(now),
+            ":now": dynamo_number(now),
             ":b": billed_calls,
             ":u": billed_unknown,
             ":rec": recovered,

@@ -18,6 +18,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from facegate.store import DynamoBacked, dynamo_number
+
 State = Literal["closed", "open", "half_open"]
 
 
@@ -122,25 +124,13 @@ class MemoryHealthBook(HealthBook):
                 item["open_until"] = now + p.cooldown_s
 
 
-class DynamoHealthBook(HealthBook):
+class DynamoHealthBook(DynamoBacked, HealthBook):
     CACHE_S = 1.0
 
     def __init__(self, table_name: str, policy: CooldownPolicy | None = None, clock=time.time, resource=None):
-        super().__init__(policy, clock)
-        self.table_name = table_name
-        self._resource = resource
-        self._table = None
+        DynamoBacked.__init__(self, table_name, resource)
+        HealthBook.__init__(self, policy, clock)
         self._cache: dict[str, tuple[float, dict[str, Any]]] = {}
-
-    @property
-    def table(self):
-        if self._table is None:
-            if self._resource is None:
-                import boto3
-
-                self._resource = boto3.resource("dynamodb")
-            self._table = self._resource.Table(self.table_name)
-        return self._table
 
     @staticmethod
     def _key(vendor: str) -> dict[str, str]:
@@ -166,8 +156,8 @@ class DynamoHealthBook(HealthBook):
                 ConditionExpression="attribute_exists(open_until) AND open_until <= :now "
                 "AND (attribute_not_exists(probe_until) OR probe_until <= :now)",
                 ExpressionAttributeValues={
-                    ":now": _dec(now),
-                    ":until": _dec(now + self.policy.probe_timeout_s),
+                    ":now": dynamo_number(now),
+                    ":until": dynamo_number(now + self.policy.probe_timeout_s),
                 },
             )
         except ClientError as e:
@@ -187,7 +177,12 @@ class DynamoHealthBook(HealthBook):
         from botocore.exceptions import ClientError
 
         now, p = self.clock(), self.policy
-        values = {":now": _dec(now), ":one": 1, ":reopen": _dec(now + p.cooldown_s), ":max": p.failures}
+        values = {
+            ":now": dynamo_number(now),
+            ":one": 1,
+            ":reopen": dynamo_number(now + p.cooldown_s),
+            ":max": p.failures,
+        }
         try:
             # A failed probe, or a failure while open: (re)open for a full cooldown.
             self.table.update_item(
@@ -200,7 +195,7 @@ class DynamoHealthBook(HealthBook):
             if e.response["Error"]["Code"] != "ConditionalCheckFailedException":
                 raise
             # Closed: count the failure in the current window (a stale window restarts at one).
-            window_start = _dec(now - p.window_s)
+            window_start = dynamo_number(now - p.window_s)
             try:
                 item = self.table.update_item(
                     Key=self._key(vendor),
@@ -232,9 +227,3 @@ class DynamoHealthBook(HealthBook):
                         raise
         finally:
             self._cache.pop(vendor, None)
-
-
-def _dec(x: float):
-    from decimal import Decimal
-
-    return Decimal(str(round(x, 3)))

@@ -57,10 +57,17 @@ def _to_item(record: ResultRecord) -> dict[str, Any]:
     return {k: v for k, v in item.items() if v != []}
 
 
-class ResultsStore:
-    def __init__(self, table_name: str, ttl_days: int = 90, resource: Any = None):
+def dynamo_number(value: float) -> Decimal:
+    """DynamoDB takes numbers as Decimal; milliseconds are precision enough for times."""
+    return Decimal(str(round(value, 3)))
+
+
+class DynamoBacked:
+    """One DynamoDB table, its boto3 resource made on first use (not at import: a cold
+    start that never touches the table never pays for boto3)."""
+
+    def __init__(self, table_name: str, resource: Any = None):
         self.table_name = table_name
-        self.ttl_days = ttl_days
         self._resource = resource
         self._table = None
 
@@ -73,6 +80,12 @@ class ResultsStore:
                 self._resource = boto3.resource("dynamodb")
             self._table = self._resource.Table(self.table_name)
         return self._table
+
+
+class ResultsStore(DynamoBacked):
+    def __init__(self, table_name: str, ttl_days: int = 90, resource: Any = None):
+        super().__init__(table_name, resource)
+        self.ttl_days = ttl_days
 
     def expiry(self, created_at: datetime) -> int:
         return int((created_at + timedelta(days=self.ttl_days)).timestamp())
