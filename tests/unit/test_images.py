@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import base64
 import io
+import math
 
 import pytest
 from PIL import Image as PILImage
@@ -110,3 +111,47 @@ def test_fit_gives_up_with_image_too_large(face_bytes):
     img = images.load_bytes(face_bytes("obama.jpg"))
     with pytest.raises(ImageTooLarge):
         images.fit(img, images.ImageLimits(max_bytes=2000))
+
+
+def test_the_pixel_cap_is_25_megapixels_inclusive():
+    assert images.MAX_PIXELS == 25_000_000
+    at_cap = encode(PILImage.new("1", (5000, 5000)), "PNG")
+    assert images.load_bytes(at_cap).width == 5000
+    over = encode(PILImage.new("1", (5001, 5000)), "PNG")
+    with pytest.raises(ImageTooLarge, match="25 megapixels"):
+        images.load_bytes(over)
+
+
+def big_jpeg(face_bytes, factor: int) -> images.Image:
+    src = PILImage.open(io.BytesIO(face_bytes("obama.jpg")))
+    return images.load_bytes(encode(src.resize((src.width * factor, src.height * factor)), "JPEG", quality=90))
+
+
+def test_a_large_jpeg_is_decoded_reduced_for_the_engine(face_bytes):
+    img = big_jpeg(face_bytes, 4)  # 3640x4548: 1/2 scale still keeps 2048 px
+    rgb, scale = img.engine_rgb
+    assert scale == 2 and max(rgb.shape[:2]) >= images.ENGINE_MAX_SIDE
+    assert rgb.shape[:2] == (math.ceil(img.height / 2), math.ceil(img.width / 2))
+    # 1/2 of 3411 px would fall under 2048: decoded in full.
+    assert big_jpeg(face_bytes, 3).engine_rgb[1] == 1
+    small = images.load_bytes(face_bytes("obama.jpg"))
+    assert small.engine_rgb[1] == 1 and small.engine_rgb[0].shape == small.rgb.shape
+
+
+def test_non_jpeg_is_never_decoded_reduced(face_bytes):
+    img = images.load_bytes(encode(PILImage.new("RGB", (3000, 2100), (5, 5, 5)), "PNG"))
+    rgb, scale = img.engine_rgb
+    assert scale == 1 and rgb.shape[:2] == (2100, 3000)
+
+
+def test_fit_decodes_a_large_jpeg_reduced_and_still_fits(face_bytes, monkeypatch):
+    img = big_jpeg(face_bytes, 4)  # 3640x4548, ~16.6 MP
+    sides = []
+    real_pil = images.Image.pil
+    monkeypatch.setattr(
+        images.Image, "pil", lambda self, max_side=None: sides.append(max_side) or real_pil(self, max_side)
+    )
+    out = images.fit(img, images.ImageLimits(max_bytes=1_000_000))
+    assert len(out.data) <= 1_000_000 and max(out.width, out.height) >= 1000
+    # The start side is bounded by the cap (sqrt(4 * 1,000,000) = 2000), not the 4548 px source.
+    assert sides == [2000]

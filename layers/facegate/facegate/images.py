@@ -12,6 +12,7 @@ import base64
 import binascii
 import hashlib
 import io
+import math
 import re
 from dataclasses import dataclass
 from functools import cached_property
@@ -28,9 +29,13 @@ SUPPORTED_FORMATS: frozenset[Format] = frozenset({"JPEG", "PNG", "BMP", "WEBP"})
 
 # Larger inputs are refused before decoding: API Gateway caps a payload at 10 MB anyway.
 MAX_IMAGE_BYTES = 8 * 1024 * 1024
-# A decompression bomb guard: 40 megapixels is far beyond any useful face photo.
-MAX_PIXELS = 40_000_000
+# A decompression bomb guard: 25 megapixels (a 6144x4096 photo) is far beyond any
+# useful face photo, and bounds the worst decode (bench/image_cost_bench.py).
+MAX_PIXELS = 25_000_000
 MIN_SIDE = 16
+# The built-in engine finds faces on a <= 1024 px copy and embeds from a 150 px chip:
+# past this side, more decoded pixels only cost time and memory.
+ENGINE_MAX_SIDE = 2048
 
 _MAGIC: tuple[tuple[bytes, int, Format], ...] = (
     (b"\xff\xd8\xff", 0, "JPEG"),
@@ -85,10 +90,16 @@ class Image:
     def base64(self) -> str:
         return base64.b64encode(self.data).decode("ascii")
 
-    def pil(self) -> PILImage:
+    def pil(self, max_side: int | None = None) -> PILImage:
+        """The decoded image. With ``max_side``, a larger JPEG is decoded at 1/2, 1/4 or
+        1/8 scale (Pillow's ``draft``: the DCT does the downscale, at a fraction of a full
+        decode's time and memory), never below ``max_side``; other formats in full."""
         from PIL import Image as PILModule
 
         img = PILModule.open(io.BytesIO(self.data))
+        if max_side is not None and self.format == "JPEG" and max(img.size) > max_side:
+            k = max_side / max(img.size)
+            img.draft("RGB", (math.ceil(img.width * k), math.ceil(img.height * k)))
         img.load()
         return img
 
@@ -98,6 +109,17 @@ class Image:
         import numpy as np
 
         return np.asarray(_to_rgb(self.pil()))
+
+    @cached_property
+    def engine_rgb(self) -> tuple[np.ndarray, float]:
+        """``(rgb, scale)`` for the built-in engine: like ``rgb``, but a JPEG larger than
+        ``ENGINE_MAX_SIDE`` is decoded reduced; ``scale`` (1, 2, 4 or 8) maps its pixels
+        back to the original's."""
+        import numpy as np
+
+        img = self.pil(ENGINE_MAX_SIDE)
+        scale = self.width / img.width
+        return np.asarray(_to_rgb(img)), scale
 
     def __repr__(self) -> str:  # never the bytes
         return f"Image({self.format} {self.width}x{self.height}, {len(self.data)} B, sha256={self.sha256[:12]}…)"
@@ -207,10 +229,12 @@ def fit(image: Image, limits: ImageLimits, budget: int | None = None) -> Image:
         )
         if x is not None
     )
-    src = _to_rgb(image.pil())
-    side = max(src.size)
+    # Start where the result can fit: JPEG photos take roughly 0.2-0.6 bytes a pixel
+    # at these qualities, so a side past sqrt(4 * cap) only buys encodes that fail.
+    side = min(max(image.width, image.height), max(_MIN_FIT_SIDE, math.isqrt(cap * 4)))
     if limits.max_side:
         side = min(side, limits.max_side)
+    src = _to_rgb(image.pil(side))
     for scale_side in _steps(side):
         candidate = src
         if max(src.size) > scale_side:
@@ -226,8 +250,11 @@ def fit(image: Image, limits: ImageLimits, budget: int | None = None) -> Image:
     raise ImageTooLarge("the image cannot be made small enough for the vendor")
 
 
+_MIN_FIT_SIDE = 320
+
+
 def _steps(side: int):
-    while side >= 320:
+    while side >= _MIN_FIT_SIDE:
         yield side
         side = int(side * 0.75)
-    yield 320
+    yield _MIN_FIT_SIDE

@@ -211,3 +211,21 @@ def test_features_agree_with_compare(vendor, ref):
 def test_features_without_a_face(vendor, blank):
     with pytest.raises(NoFace, match="no face found in the image"):
         vendor.features(blank, CTX)
+
+
+def test_a_large_jpeg_is_detected_reduced_with_boxes_in_original_pixels(vendor, ref, face_bytes):
+    """A 4x upscale of obama.jpg is decoded at 1/2 scale for the engine; its face box,
+    mapped back, is the original's box times four (to the detector's few-pixel jitter)."""
+    src = PILImage.open(io.BytesIO(face_bytes("obama.jpg")))
+    buf = io.BytesIO()
+    src.resize((src.width * 4, src.height * 4)).save(buf, format="JPEG", quality=92)
+    big = ImageRef(image=load_bytes(buf.getvalue()))
+    assert big.image.engine_rgb[1] == 2
+
+    (small_box,) = vendor.detect(ref("obama.jpg"), 5, CTX).faces
+    (big_box,) = vendor.detect(big, 5, CTX).faces
+    for field in ("left", "top", "width", "height"):
+        assert getattr(big_box, field) == pytest.approx(4 * getattr(small_box, field), rel=0.06, abs=12), field
+    assert big_box.left + big_box.width <= big.image.width and big_box.top + big_box.height <= big.image.height
+    # The same person either way.
+    assert vendor.compare(big, ref("obama2.jpg"), CTX).similarity > THRESHOLDS["normal"]

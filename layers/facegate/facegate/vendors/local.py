@@ -29,6 +29,7 @@ in image1"). Detect answers an empty list rather than ``NoFace``.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING, ClassVar
 
@@ -39,6 +40,7 @@ from facegate.models import Operation, SecurityLevel
 from facegate.vendors.base import (
     CallContext,
     CompareOutcome,
+    DetectedFace,
     DetectOutcome,
     FeaturesOutcome,
     ImageRef,
@@ -89,8 +91,9 @@ class LocalVendor(Vendor):
         )
 
     def detect(self, image: ImageRef, max_faces: int, ctx: CallContext) -> DetectOutcome:
-        faces = engine.detect(self._rgb(image, "the image"))
-        return DetectOutcome(faces=[f.box for f in faces[:max_faces]], vendor_request_id=None, billed=False)
+        rgb, scale = self._rgb(image, "the image")
+        faces = [_rescale(f.box, scale, rgb) for f in engine.detect(rgb)[:max_faces]]
+        return DetectOutcome(faces=faces, vendor_request_id=None, billed=False)
 
     def features(self, image: ImageRef, ctx: CallContext) -> FeaturesOutcome:
         descriptor = self._descriptor(image, "the image")
@@ -99,15 +102,30 @@ class LocalVendor(Vendor):
         )
 
     def _descriptor(self, ref: ImageRef, label: str) -> np.ndarray:
-        rgb = self._rgb(ref, label)
+        rgb, _ = self._rgb(ref, label)
         faces = engine.detect(rgb)
         if not faces:
             raise NoFace(f"no face found in {label}", vendor=self.id, billed=False)
         return engine.embed(rgb, faces[0])
 
-    def _rgb(self, ref: ImageRef, label: str) -> np.ndarray:
+    def _rgb(self, ref: ImageRef, label: str) -> tuple[np.ndarray, float]:
         if ref.image is None:
             # URLs are fetched by the service (accepts_urls is False); a face token
             # belongs to the vendor that issued it.
             raise InvalidRequest(f"the built-in engine needs the image itself for {label}", vendor=self.id)
-        return ref.image.rgb
+        return ref.image.engine_rgb
+
+
+def _rescale(box: DetectedFace, scale: float, rgb: np.ndarray) -> DetectedFace:
+    """A box found on a reduced decode, in the original image's pixels."""
+    if scale == 1:
+        return box
+    full_w, full_h = round(rgb.shape[1] * scale), round(rgb.shape[0] * scale)
+    left, top = min(full_w - 1, int(box.left * scale)), min(full_h - 1, int(box.top * scale))
+    return replace(
+        box,
+        left=left,
+        top=top,
+        width=max(1, min(full_w - left, round(box.width * scale))),
+        height=max(1, min(full_h - top, round(box.height * scale))),
+    )
