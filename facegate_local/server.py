@@ -77,7 +77,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import yaml
 
-from facegate_local import aws
+from facegate_local import aws, pages
 from facegate_local.lambda_context import LambdaContext
 from facegate_local.template import (
     FunctionSpec,
@@ -384,6 +384,8 @@ class LocalApi:
         raw_path = parts.path or "/"
         if (early := self.too_large(len(body))) is not None:
             return early
+        if (static := pages.page(method, raw_path)) is not None:
+            return Reply(200, *static)
         found = match_route(self.routes, method, unquote(raw_path))
         if found is None:
             return self.gateway_error(
