@@ -14,7 +14,7 @@ STAGE ?= dev
 # Lambda targets: python3.13 on arm64 (Amazon Linux 2023).
 LAMBDA_PLATFORM := --platform manylinux2014_aarch64 --platform manylinux_2_28_aarch64 --implementation cp --python-version 3.13 --only-binary=:all:
 
-.PHONY: help run test test-fast lint validate build deploy bench clean
+.PHONY: help run test test-fast lint validate build deploy bench openapi clean
 
 help:
 	@echo "make run       serve the API on http://127.0.0.1:$(PORT) (AWS emulated in-process, local engine)"
@@ -23,6 +23,7 @@ help:
 	@echo "make build     sam build (no Docker needed)"
 	@echo "make deploy    sam deploy (STAGE=dev|prod)"
 	@echo "make bench     run the benchmarks under bench/"
+	@echo "make openapi   regenerate docs/openapi.json from the code"
 
 python-check:
 	@test -n "$(PYTHON)" || { echo "error: facegate needs Python 3.13 (the Lambda runtime). Install it (e.g. 'pyenv install 3.13.0') or pass PYTHON=/path/to/python3.13." >&2; exit 1; }
@@ -64,6 +65,9 @@ deploy: build
 
 bench: $(VENV)/.installed
 	$(BIN)/python -m bench
+
+openapi: $(VENV)/.installed
+	$(BIN)/python -m facegate_local.openapi > docs/openapi.json.tmp && mv docs/openapi.json.tmp docs/openapi.json
 
 clean:
 	rm -rf .aws-sam .pytest_cache .ruff_cache

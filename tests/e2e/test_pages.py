@@ -1,6 +1,7 @@
-"""The demo page `make run` serves at `/`, driven in a real headless Chromium (Debian's
-chromium and chromium-driver; .ci/run installs them): type the key, upload two test
-photos, compare, and read the decision and the face boxes off the page."""
+"""The pages `make run` serves without a key, in a real headless Chromium (Debian's
+chromium and chromium-driver; .ci/run installs them): the demo page at `/` (type the key,
+upload two test photos, compare, read the decision and the face boxes off the page), and
+Swagger UI at `/docs` over `/openapi.json`."""
 
 from __future__ import annotations
 
@@ -96,3 +97,23 @@ def test_two_different_men_do_not_match_on_the_page(browser, local_server, faces
     assert seen["decision"] == "no_match" and seen["words"] == "Different people"
     assert seen["boxes"] == ["1", "1"]
     assert "at high" in seen["numbers"]
+
+
+def test_the_spec_is_served_without_a_key(local_server):
+    with local_server.session() as s:
+        r = s.get(local_server.base_url + "/openapi.json")
+    assert r.status_code == 200 and r.headers["Content-Type"] == "application/json"
+    assert r.content == (Path(__file__).resolve().parents[2] / "docs" / "openapi.json").read_bytes()
+
+
+def test_swagger_ui_renders_every_route_offline(browser, local_server, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(local_server.base_url + "/docs")
+    WebDriverWait(browser, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".opblock-summary-path"))
+    browser.save_screenshot(str(tmp_path / "docs.png"))
+    shown = {e.text.replace("\u200b", "") for e in browser.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")}
+    assert {"/v1/compare", "/v1/detect", "/v1/features", "/v1/verify-identity", "/v1/vendors"} <= shown
+    assert browser.find_element(By.CSS_SELECTOR, ".info .title").text.startswith("facegate")
+    assert not browser.find_elements(By.CSS_SELECTOR, ".errors-wrapper")  # the spec parsed cleanly

@@ -1,0 +1,76 @@
+"""The OpenAPI spec: generated from the code, committed as docs/openapi.json, and complete."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from facegate.models import ErrorBody
+from facegate_local import openapi
+from facegate_local.template import Resolver, Template, routes
+
+ROOT = Path(__file__).resolve().parents[3]
+COMMITTED = ROOT / "docs" / "openapi.json"
+
+
+@pytest.fixture(scope="module")
+def spec() -> dict:
+    return openapi.generate()
+
+
+def test_the_committed_spec_is_what_the_code_generates(spec):
+    assert COMMITTED.read_text(encoding="utf-8") == openapi.render(spec), (
+        "docs/openapi.json is out of date: run `make openapi` and commit it"
+    )
+
+
+def test_every_route_of_the_template_is_in_the_spec_and_nothing_else(spec):
+    template = Template.load(ROOT / "template.yaml")
+    declared = {(r.method.lower(), r.path) for r in routes(template, Resolver(template))}
+    documented = {(m, p) for p, item in spec["paths"].items() for m in item}
+    assert documented == declared
+
+
+def test_every_operation_needs_the_api_key_and_documents_its_errors(spec):
+    assert spec["components"]["securitySchemes"]["ApiKey"] == {"type": "apiKey", "in": "header", "name": "x-api-key"}
+    for path, item in spec["paths"].items():
+        for method, op in item.items():
+            assert op["security"] == [{"ApiKey": []}], (method, path)
+            assert op["summary"] and not op["summary"].startswith(method.upper()), (method, path)
+            for status in ("403", "429", "500"):
+                assert op["responses"][status]["content"]["application/json"]["schema"] == {
+                    "$ref": "#/components/schemas/ErrorResponse"
+                }
+            if "requestBody" in op:
+                assert {"400", "413", "422", "502", "503"} <= set(op["responses"]), (method, path)
+
+
+def test_every_error_code_is_documented_with_its_status(spec):
+    codes = openapi.error_codes()
+    described = spec["components"]["schemas"]["ErrorBody"]["properties"]["code"]["description"]
+    for status, names in codes.items():
+        assert f"{status}: {', '.join(names)}" in described
+    assert "NO_FACE" in codes[422] and "VENDOR_TIMEOUT" in codes[504] and "FORBIDDEN" in codes[403]
+    assert set(spec["components"]["schemas"]["ErrorBody"]["required"]) >= {"code", "message", "retryable"}
+    assert set(ErrorBody.model_fields) == set(spec["components"]["schemas"]["ErrorBody"]["properties"])
+
+
+def test_request_examples_are_valid_requests(spec):
+    from facegate import models
+
+    bodies = {
+        "/v1/compare": models.CompareRequest,
+        "/v1/detect": models.DetectRequest,
+        "/v1/features": models.FeaturesRequest,
+        "/v1/verify-identity": models.VerifyIdentityRequest,
+    }
+    for path, model in bodies.items():
+        example = spec["paths"][path]["post"]["requestBody"]["content"]["application/json"]["example"]
+        model.model_validate(example)
+
+
+def test_the_spec_is_json_the_tools_read():
+    data = json.loads(COMMITTED.read_text(encoding="utf-8"))
+    assert data["openapi"].startswith("3.") and data["info"]["title"] == "facegate"
