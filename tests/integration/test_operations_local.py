@@ -132,3 +132,21 @@ def test_s3_image_input(aws, call_api, face_bytes, monkeypatch):
         },
     )
     assert (status, got["error"]["code"]) == (422, "IMAGE_UNAVAILABLE")
+
+
+def test_answers_leave_out_fields_that_do_not_apply(aws, call_api, b64):
+    """A plain compare carries no consensus or Kuaidi100 fields at all (not nulls); the
+    nulls that mean something stay: match when uncertain, billed when unknown."""
+    status, got = call_api(
+        "compare",
+        "POST",
+        "/v1/compare",
+        {"image1": {"base64": b64("obama.jpg")}, "image2": {"base64": b64("biden.jpg")}},
+    )
+    assert status == 200, got
+    assert not {"consensus_rule", "verdicts", "face_tokens"} & set(got)
+    assert {"match", "billed", "vendor_request_id", "vendor_score"} <= set(got)
+    status, got = call_api("detect", "POST", "/v1/detect", {"image": {"base64": b64("obama.jpg")}})
+    assert status == 200, got
+    assert {"image_width", "image_height"} <= set(got) and got["face_count"] == 1
+    assert "confidence" in got["faces"][0]

@@ -131,6 +131,16 @@ class VerifyIdentityRequest(Routing):
 # --- responses ------------------------------------------------------------------------
 
 
+def _absent(value: object) -> bool:
+    return value is None
+
+
+def when(applies: str, **kw: Any) -> Any:
+    """A field left out of an answer where it does not apply, rather than sent as null;
+    ``applies`` says when it appears (it becomes the spec's description)."""
+    return Field(default=None, exclude_if=_absent, description=f"Present {applies}.", **kw)
+
+
 class ErrorBody(BaseModel):
     code: str
     message: str
@@ -170,22 +180,22 @@ class VendorVerdict(BaseModel):
     """One vendor's part in a consensus: its verdict, or the error it gave."""
 
     vendor: str
-    decision: Decision | None = None
+    decision: Decision | None = when("when the vendor answered")
     match: bool | None = None
-    similarity: float | None = None
-    threshold: float | None = None
-    security_level: SecurityLevel | None = None
-    vendor_score: float | None = None
-    vendor_request_id: str | None = None
+    similarity: float | None = when("when the vendor answered")
+    threshold: float | None = when("when the vendor answered")
+    security_level: SecurityLevel | None = when("when the vendor answered")
+    vendor_score: float | None = when("when the vendor answered with a score")
+    vendor_request_id: str | None = when("when the vendor gives its own request ids")
     billed: bool | None = None
-    error: ErrorBody | None = None
+    error: ErrorBody | None = when("when the vendor gave no answer: its error")
 
 
 class CompareResponse(Response, Verdict):
-    consensus_rule: Literal["all", "majority"] | None = None
-    verdicts: list[VendorVerdict] | None = Field(default=None, description="Consensus only: every vendor's answer.")
-    face_tokens: dict[str, str] | None = Field(
-        default=None, description='Kuaidi100 only: tokens to send back later as {"face_token": ...} images.'
+    consensus_rule: Literal["all", "majority"] | None = when("on a consensus compare only")
+    verdicts: list[VendorVerdict] | None = when("on a consensus compare only: every vendor's answer or error")
+    face_tokens: dict[str, str] | None = when(
+        'when Kuaidi100 answered: tokens to send back later as {"face_token": ...} images'
     )
 
 
@@ -203,14 +213,14 @@ class Box(BaseModel):
 
 class Face(BaseModel):
     box: Box
-    confidence: float | None = None
+    confidence: float | None = when("when the vendor scores its detections (0..1)")
 
 
 class DetectResponse(Response):
     faces: list[Face]
     face_count: int
-    image_width: int | None = None
-    image_height: int | None = None
+    image_width: int | None = when("when facegate had the image's bytes (not a URL passed through)")
+    image_height: int | None = when("when facegate had the image's bytes (not a URL passed through)")
 
 
 class FeaturesResponse(Response):
