@@ -366,7 +366,10 @@ def test_an_override_under_normals_line_does_not_let_high_accept_what_normal_ref
 
 
 def test_a_normal_override_only_tightens_a_vendors_verdict():
-    assert decide(zoloz(75, False), "normal", {"normal": 0.1}) == ("no_match", 0.1)
+    assert decide(zoloz(75, False), "normal", {"normal": 0.65}) == ("no_match", 0.65)
+    # Under low's line an override is raised to it (lower low too to go further).
+    assert decide(zoloz(75, False), "normal", {"normal": 0.1}) == ("no_match", 0.6)
+    assert decide(zoloz(75, False), "normal", {"normal": 0.1, "low": 0.1}) == ("no_match", 0.1)
     assert decide(zoloz(75, True), "normal", {"normal": 0.8}) == ("no_match", 0.8)
     assert decide(zoloz(85, True), "normal", {"normal": 0.8}) == ("match", 0.8)
 
