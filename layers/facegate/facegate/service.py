@@ -354,8 +354,8 @@ class Service:
     # --- results ---------------------------------------------------------------------
 
     def _verdict(self, vendor_id: str, outcome: CompareOutcome, level: str) -> dict[str, Any]:
-        override = self.cfg.thresholds.get(vendor_id, {}).get(level)  # type: ignore[call-overload]
-        decision, threshold = decide(outcome, level, override)  # type: ignore[arg-type]
+        overrides = self.cfg.thresholds.get(vendor_id)  # type: ignore[call-overload]
+        decision, threshold = decide(outcome, level, overrides)  # type: ignore[arg-type]
         return {
             "decision": decision,
             "match": None if decision == "uncertain" else decision == "match",

@@ -231,12 +231,16 @@ def test_empty_tokens_are_reported_as_none():
 @pytest.mark.parametrize(
     ("score", "level", "decision"),
     [
-        ("80.00", "normal", "match"),  # the doc's recommended threshold is inclusive
+        # "推荐阈值80分" does not say whether 80 itself passes: strict, never laxer.
+        ("80.00", "normal", "no_match"),
+        ("80.01", "normal", "match"),
         ("79.99", "normal", "no_match"),
-        ("70.00", "low", "match"),
+        ("70.00", "low", "no_match"),
+        ("70.01", "low", "match"),
         ("69.99", "low", "no_match"),
         ("89.99", "high", "no_match"),
-        ("90.00", "high", "match"),
+        ("90.00", "high", "no_match"),
+        ("90.01", "high", "match"),
     ],
 )
 def test_thresholds_decide(score, level, decision):

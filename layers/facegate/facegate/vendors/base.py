@@ -9,6 +9,7 @@ transport. That is what makes golden-request tests possible.
 
 from __future__ import annotations
 
+import itertools
 from abc import ABC
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -80,9 +81,17 @@ class CompareOutcome:
     """A vendor's answer to "same person?", already on facegate's scale.
 
     ``similarity`` is 0..1, higher is more alike. ``thresholds`` are the normalised
-    similarity thresholds for each security level; ``uncertain_band`` (lo, hi) marks
-    scores the vendor itself calls undecidable. ``vendor_match`` is the vendor's own
-    verdict where it gives one (used at ``normal`` unless the stage overrides it).
+    similarity thresholds for each security level. ``inclusive`` says whether a
+    similarity *equal* to a threshold clears it (≥) or not (>), as the vendor's doc
+    words its line (Shuxun's "超过" is strict, jumei's "及以上" inclusive).
+
+    The vendor's own verdict, where it gives one: ``vendor_match`` (a yes or no), or
+    ``uncertain_band`` (lo, hi) for a vendor whose verdict is a rule on its score —
+    below ``lo`` different, from ``lo`` up to ``hi`` it cannot tell, from ``hi`` up
+    (compared as ``inclusive`` says) the same person. ``scale_documented`` is False
+    where the score's mapping onto similarity is facegate's assumption (face2's
+    distance): such a similarity may make the vendor's verdict stricter but never
+    overrule its "different". ``decide`` explains how the levels use all this.
     """
 
     similarity: float
@@ -92,6 +101,8 @@ class CompareOutcome:
     billed: bool | None = None
     uncertain_band: tuple[float, float] | None = None
     vendor_match: bool | None = None
+    inclusive: bool = True
+    scale_documented: bool = True
     extra: Mapping[str, Any] = field(default_factory=dict)  # e.g. Kuaidi100 face tokens
 
 
@@ -137,21 +148,77 @@ class HttpResponse:
     body: bytes = field(repr=False)
 
 
-def decide(outcome: CompareOutcome, level: SecurityLevel, threshold: float | None = None) -> tuple[Decision, float]:
-    """The one place a similarity becomes a decision.
+LEVELS: tuple[SecurityLevel, ...] = ("low", "normal", "high")  # laxest first
+# Decisions ranked from laxest to strictest answer: a stricter level never ranks higher.
+_RANK: Mapping[Decision, int] = {"no_match": 0, "uncertain": 1, "match": 2}
 
-    ``threshold`` is a stage override; without one the vendor's own verdict
-    stands at ``normal``, and its normalised thresholds elsewhere.
+
+def thresholds_in_force(
+    defaults: Mapping[SecurityLevel, float], overrides: Mapping[SecurityLevel, float] | None = None
+) -> dict[SecurityLevel, float]:
+    """The vendor's thresholds with the stage's overrides, in order.
+
+    An override never makes a level laxer than the level below it: a stricter
+    level's threshold is raised to the laxer one's where it falls below it (a
+    ``high`` override under ``normal``'s line decides at ``normal``'s line). To
+    lower ``normal`` below ``low``, lower ``low`` too.
     """
-    if threshold is None:
-        threshold = outcome.thresholds[level]
-        if level == "normal" and outcome.vendor_match is not None:
-            return ("match" if outcome.vendor_match else "no_match"), threshold
+    t = {level: float((overrides or {}).get(level, defaults[level])) for level in LEVELS}
+    for laxer, stricter in itertools.pairwise(LEVELS):
+        t[stricter] = max(t[stricter], t[laxer])
+    return t
+
+
+def decide(
+    outcome: CompareOutcome, level: SecurityLevel, overrides: Mapping[SecurityLevel, float] | None = None
+) -> tuple[Decision, float]:
+    """The one place a similarity becomes a decision: (decision, threshold used).
+
+    ``overrides`` are the stage's thresholds for this vendor (any subset of levels).
+    Without a verdict from the vendor each level compares the similarity with its
+    threshold. With one (``vendor_match`` or an ``uncertain_band`` rule):
+
+    * ``normal`` follows the verdict; a stage override on ``normal`` can only
+      tighten it (the verdict *and* the threshold);
+    * ``high`` needs the verdict *and* the high threshold;
+    * ``low`` accepts the verdict *or* the low threshold — so ``low`` may accept a
+      score the vendor calls different, by its documented scale; where that scale is
+      facegate's assumption (``scale_documented`` False) ``low`` follows the verdict.
+
+    With "uncertain" ranked between no_match and match, "and" is the lower and "or"
+    the higher of the two answers, and the thresholds are in order, so by
+    construction: match at ``high`` ⇒ match at ``normal`` ⇒ match at ``low``, and
+    "uncertain" at a level is never above the laxer level's answer.
+    """
+    thresholds = thresholds_in_force(outcome.thresholds, overrides)
+    threshold = thresholds[level]
+    by_score: Decision = "match" if _clears(outcome, threshold) else "no_match"
+    verdict = _verdict(outcome)
+    if verdict is None:
+        return by_score, threshold
+    if level == "low":
+        decision = max(verdict, by_score, key=_RANK.__getitem__) if outcome.scale_documented else verdict
+    elif level == "normal" and level not in (overrides or {}):
+        decision = verdict
+    else:
+        decision = min(verdict, by_score, key=_RANK.__getitem__)
+    return decision, threshold
+
+
+def _clears(outcome: CompareOutcome, threshold: float) -> bool:
+    return outcome.similarity >= threshold if outcome.inclusive else outcome.similarity > threshold
+
+
+def _verdict(outcome: CompareOutcome) -> Decision | None:
+    """The vendor's own answer, if it gives one."""
+    if outcome.vendor_match is not None:
+        return "match" if outcome.vendor_match else "no_match"
     if outcome.uncertain_band is not None:
         lo, hi = outcome.uncertain_band
-        if lo <= outcome.similarity < hi and threshold <= hi:
-            return "uncertain", threshold
-    return ("match" if outcome.similarity >= threshold else "no_match"), threshold
+        if _clears(outcome, hi):
+            return "match"
+        return "uncertain" if outcome.similarity >= lo else "no_match"
+    return None
 
 
 # --- vendors ---------------------------------------------------------------------------

@@ -17,7 +17,12 @@ Normalisation
   (similarity 0.40 / 0.45 / 0.55 = distance 1.20 / 1.10 / 0.90) follow the usual
   Euclidean operating point for unit ArcFace embeddings (≈1.13, e.g. DeepFace's
   ``euclidean_l2`` threshold for ArcFace): ``low`` accepts a little further,
-  ``high`` asks for clearly closer faces.
+  ``high`` asks for clearly closer faces. The metric, the scale and so the mapping
+  are *assumptions* (the doc says only 值越小相似度越高), so the score may tighten
+  ``is_match`` but never overrule it (``scale_documented=False``): ``high`` is
+  is_match *and* distance < 0.90, ``normal`` is is_match, ``low`` is is_match too —
+  ``is_match: false`` is no_match at every level. The thresholds alone decide only
+  when ``is_match`` is missing; all are strict (the doc gives no line of its own).
 * **detect** — each location is ``[top, right, bottom, left]`` (doc) and becomes
   ``left, top, width = right − left, height = bottom − top``. A box whose right edge
   is not right of its left edge is refused, not flipped: the doc's own example
@@ -240,6 +245,8 @@ class Face2Vendor(HttpVendor):
             vendor_request_id=_request_id(data),
             billed=True,
             vendor_match=is_match,
+            inclusive=False,  # our own lines; strict is never laxer at the boundary
+            scale_documented=False,  # the distance's scale is our assumption
         )
 
     def parse_features(self, response: HttpResponse, request: HttpRequest, ctx: CallContext) -> FeaturesOutcome:
@@ -311,8 +318,11 @@ class Face2Vendor(HttpVendor):
 
 
 def similarity_from_distance(distance: float) -> float:
-    """face2's distance (0 = identical, 2 = opposite unit vectors) on facegate's 0..1."""
-    return min(1.0, max(0.0, 1.0 - distance / 2.0))
+    """face2's distance (0 = identical, 2 = opposite unit vectors) on facegate's 0..1.
+
+    Rounded so a distance on a threshold lands exactly on it (1 − 1.1/2 is
+    0.44999999999999996 in floating point); rounding keeps the order."""
+    return round(min(1.0, max(0.0, 1.0 - distance / 2.0)), 12)
 
 
 def _base64(ref: ImageRef) -> str:

@@ -7,17 +7,17 @@ record and compares the photo with the record's ID photo. Authentication is the
 Tencent marketplace key pair (``facegate.signing.tencent_market``).
 
 Scores: ``data.score`` is already a similarity in 0..1. The doc's guidance is the
-decision rule: below 0.40 different people, 0.40–0.44 undecidable, 0.45 and above
-the same person. So ``similarity = score``, the ``normal`` threshold is 0.45 and
-[0.40, 0.45) is the uncertain band (``decide`` answers "uncertain" there at any
-threshold inside or below the band).
+vendor's verdict: "0.40以下 系统判断为不同人; 0.40-0.44 不能确定是否为同一人 ; 0.45及以上
+系统判断为同一人". So ``similarity = score`` and ``uncertain_band = [0.40, 0.45)``
+carries that verdict: below 0.40 no_match, from 0.40 (inclusive) up to 0.45
+uncertain, 0.45 and above (及以上: inclusive) match. ``normal`` follows it.
 
-* ``low`` is 0.45 too: the doc says scores in 0.40–0.45 cannot be told apart, so no
-  threshold may call them a match, and below 0.40 the vendor says "different
-  person". A lower bar would contradict the vendor; ``low`` and ``normal`` decide
-  alike (stages can still override thresholds).
-* ``high`` is 0.55: a margin of two band-widths above the vendor's own boundary.
-  The doc gives nothing stricter; tune per stage with ``FACEGATE_THRESHOLDS``.
+* ``low`` is 0.45 too: verdict *or* 0.45, which is the verdict; a score in the band
+  stays "uncertain" and below it "no_match". A lower bar would contradict the vendor
+  (a stage may still lower ``low`` with ``FACEGATE_THRESHOLDS``, and then ``low``
+  accepts what clears it).
+* ``high`` is 0.55 (an assumption: a margin of two band-widths above the vendor's
+  own boundary): verdict *and* ≥ 0.55, so a band score is "no_match" there.
 
 Billing (an assumption; the doc is silent): the product is billed per answered
 check, so every ``code: 200`` answer is ``billed=True`` whatever its ``incorrect``
@@ -283,6 +283,7 @@ class JumeiVendor(HttpVendor):
             vendor_request_id=None if task_no is None else str(task_no),
             billed=True,
             uncertain_band=UNCERTAIN_BAND,
+            inclusive=True,  # 0.45及以上 系统判断为同一人
         )
 
 

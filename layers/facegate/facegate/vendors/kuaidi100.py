@@ -91,6 +91,8 @@ class Kuaidi100Options(BaseModel):
 # Normalised similarity thresholds. The doc recommends 80 (推荐阈值80分) and gives no
 # others; ``low``/``high`` sit ten points either side, enough to move the false
 # accept/reject balance noticeably without leaving the band the vendor recommends.
+# The doc does not say whether a score of exactly 80 passes; the strict reading (>)
+# is never laxer than the vendor's, whichever it meant, so every level is strict.
 THRESHOLDS: dict[SecurityLevel, float] = {"low": 0.70, "normal": 0.80, "high": 0.90}
 
 # vendor code -> (error class, billed). 200 is success and never looked up here.
@@ -276,6 +278,7 @@ class Kuaidi100Vendor(HttpVendor):
             billed=True,
             # The doc gives a score only, no verdict of its own.
             vendor_match=None,
+            inclusive=False,  # see THRESHOLDS: "推荐阈值80分" leaves 80 itself open
             # The vendor's tokens let a caller send the same faces again as
             # {"face_token": ...} without re-uploading them.
             extra={"face_tokens": {"image1": _token(data, "sourceToken"), "image2": _token(data, "compareToken")}},

@@ -2,8 +2,8 @@
 
 Compare embeds the largest face of each image with dlib's ResNet model
 (``facegate.engine``) and measures the Euclidean distance ``d`` between the two
-128-d descriptors. dlib calls ``d < 0.6`` the same person (99.38% on LFW). On
-facegate's scale:
+128-d descriptors. dlib calls ``d < 0.6`` the same person (99.38% on LFW: "a
+Euclidean distance between them less than 0.6"). On facegate's scale:
 
     similarity = clip(1 - d / 1.2, 0, 1)
 
@@ -11,12 +11,15 @@ so d = 0 is 1.0, dlib's own threshold 0.6 lands on 0.5, and d ≥ 1.2 (never
 seen for faces) is 0.
 
 =========  ============  ====================  =======================
-level      distance ≤    similarity ≥          why
+level      distance <    similarity >          why
 =========  ============  ====================  =======================
 low        0.65          0.4583                fewer false rejections
 normal     0.60          0.5                   dlib's LFW threshold
 high       0.50          0.5833                fewer false accepts
 =========  ============  ====================  =======================
+
+Every line is strict, as dlib's "less than" is (``inclusive=False``); the
+decision is made on the rounded similarity, the number the caller sees.
 
 On the test photos: two photos of the same man are d ≈ 0.34-0.35 (similarity
 ≈ 0.71); two different men d ≈ 0.82-0.85 (similarity ≈ 0.29-0.32).
@@ -88,6 +91,7 @@ class LocalVendor(Vendor):
             thresholds=THRESHOLDS,
             vendor_request_id=None,
             billed=False,
+            inclusive=False,  # dlib: "less than 0.6"
         )
 
     def detect(self, image: ImageRef, max_faces: int, ctx: CallContext) -> DetectOutcome:

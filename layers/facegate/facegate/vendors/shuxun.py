@@ -17,7 +17,9 @@ Normalisation: ``confidence`` and the thresholds are on a 0..100 scale, so
 similarity = confidence / 100. The vendor returns three thresholds with every score
 and recommends (建议) threshold2 ("二级") as the same-person line; it gives no verdict
 of its own, so ``vendor_match`` stays None and the decision is facegate's, using
-low = threshold1, normal = threshold2, high = threshold3.
+low = threshold1, normal = threshold2, high = threshold3. The line is strict at every
+level: "建议分数**超过**二级则可判定为是同一人" — a confidence *equal* to a threshold
+does not clear it (``inclusive=False``).
 """
 
 from __future__ import annotations
@@ -242,6 +244,7 @@ class ShuxunVendor(HttpVendor):
             vendor_request_id=_text(body.get("seqNo")),
             billed=billed,
             vendor_match=None,  # the doc recommends threshold2 but gives no verdict
+            inclusive=False,  # 建议分数超过二级: "exceeds", not "reaches"
         )
 
 

@@ -22,7 +22,11 @@ says the default threshold has a false accept rate of 1 in 100,000), so at
 ``normal`` the decision is ZOLOZ's and ``thresholds["normal"]`` (0.70) is only the
 reported line and the fallback when ``samePerson`` is absent. ``low`` (0.60) and
 ``high`` (0.80) bracket it; they are our choice, not ZOLOZ's, and
-``FACEGATE_THRESHOLDS`` overrides them per stage.
+``FACEGATE_THRESHOLDS`` overrides them per stage. ``high`` is samePerson *and* a
+score above 0.80; ``low`` is samePerson *or* a score above 0.60 (the score's 0..100
+scale is documented, so ``low`` may accept a "not the same person" scored above its
+line). The doc gives no line of its own, so every threshold is strict (``>``):
+never laxer at the boundary than either reading.
 
 Billing (an assumption; ZOLOZ publishes no per-code rule): a SUCCESS is billed; a
 gateway refusal (auth, parameters, traffic, quota: status F before the product
@@ -296,6 +300,7 @@ class ZolozVendor(HttpVendor):
             vendor_request_id=_text(body.get("transactionId")) or _text(result.get("transactionId")),
             billed=True,
             vendor_match=same_person,
+            inclusive=False,  # our own lines; strict is never laxer at the boundary
         )
 
     def _verified_time(self, response: HttpResponse, creds: ZolozCredentials) -> datetime | None:
