@@ -5,7 +5,7 @@ from pydantic import ValidationError
 
 from facegate import errors, ids
 from facegate.config import Settings
-from facegate.models import CompareRequest, ImageInput
+from facegate.models import CompareRequest, ImageInput, Operation
 from facegate.vendors.base import CompareOutcome, decide
 
 
@@ -112,5 +112,21 @@ def test_settings_from_env():
     assert cfg.secret_name("zoloz") == "facegate/prod/vendors/zoloz"
     assert cfg.fallback == ["shuxun", "zoloz"]
     assert cfg.thresholds == {"local": {"high": 0.7}}
+    assert cfg.zoloz_response_max_skew_s == 300  # not in ZOLOZ's doc: our default
+    assert Settings.from_env({"FACEGATE_ZOLOZ_RESPONSE_MAX_SKEW_S": "90"}).zoloz_response_max_skew_s == 90
+    with pytest.raises(ValidationError):
+        Settings.from_env({"FACEGATE_ZOLOZ_RESPONSE_MAX_SKEW_S": "0"})
     with pytest.raises(ValidationError):
         Settings.from_env({"FACEGATE_DEFAULT_VENDOR": "acme"})
+
+
+def test_the_zoloz_response_window_reaches_every_call_context():
+    from facegate.health import MemoryHealthBook
+    from facegate.router import Planned
+    from facegate.service import Call, Caller, Service
+    from facegate.vendors.zoloz import ZolozVendor
+
+    cfg = Settings(zoloz_response_max_skew_s=42)
+    service = Service(cfg, store=object(), health=MemoryHealthBook())  # type: ignore[arg-type]
+    context = service._ctx(Call(Operation.COMPARE, Caller("req-1")), Planned(ZolozVendor, None))
+    assert context.response_max_skew_s == 42
