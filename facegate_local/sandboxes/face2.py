@@ -20,7 +20,9 @@ Checks, in order, and the documented code for each failure:
   9002; not base64, or not an image by its magic bytes → 9901.
 
 Answers are the documented bodies, deterministic in the image bytes: ``locate``
-finds one face in the middle of the picture; ``verify`` returns distance 0.0 for
+finds one face in the middle of the picture, written ``[top, right, bottom, left]``
+as the doc's table labels it, or ``[left, top, right, bottom]`` as the doc's example
+is written (``box_order="example"``); ``verify`` returns distance 0.0 for
 identical images and a stable pseudo-distance in [0.2, 1.8) otherwise, ``is_match``
 when it is at most 1.1; ``features`` returns a unit 512-vector seeded by the image.
 
@@ -54,6 +56,7 @@ from gmssl import sm2, sm3
 from facegate_local.sandboxes.base import Sandbox, SandboxRequest, SandboxResponse
 
 SignType = Literal["SHA256", "SM2"]
+BoxOrder = Literal["labelled", "example"]
 
 PATHS = {"/face2/locate": "locate", "/face2/verify": "verify", "/face2/features": "features"}
 IMAGE_FIELDS = {"locate": ("image",), "verify": ("image1", "image2"), "features": ("image",)}
@@ -96,10 +99,13 @@ class Face2Sandbox(Sandbox):
         sign_type: SignType = "SHA256",
         sign_responses: bool = False,
         clock: Callable[[], float] = time.time,
+        box_order: BoxOrder = "labelled",
         **kw: Any,
     ) -> None:
         super().__init__(**kw)
         assert sign_type in ("SHA256", "SM2"), sign_type
+        assert box_order in ("labelled", "example"), box_order
+        self.box_order = box_order
         self.sign_type = sign_type
         self.sign_responses = sign_responses
         # Fresh per sandbox, like a vendor issuing an app: no secret lives in the code.
@@ -203,7 +209,9 @@ class Face2Sandbox(Sandbox):
                 raise _Refused(9001, "缺少参数", "max_face_num is not a positive integer (9001)")
             width, height = _size(images[0])
             left, top = width // 4, height // 5
-            location = [top, left + width // 2, top + height // 2, left]  # [top, right, bottom, left]
+            right, bottom = left + width // 2, top + height // 2
+            # The doc's table says [top, right, bottom, left]; its example reads [left, top, right, bottom].
+            location = [top, right, bottom, left] if self.box_order == "labelled" else [left, top, right, bottom]
             return {"face_num": 1, "locations": [location][:max_faces]}
         if op == "verify":
             h1, h2 = (hashlib.sha256(i).digest() for i in images)

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import json
+
 import pytest
 from pydantic import ValidationError
 
 from facegate import errors, ids
 from facegate.config import Settings
-from facegate.models import CompareRequest, ImageInput
+from facegate.models import CompareRequest, ImageInput, Operation
 from facegate.vendors.base import CompareOutcome, decide
 
 
@@ -53,6 +55,87 @@ def test_read_timeout_may_have_billed_and_must_not_fail_over():
     unsent = errors.VendorTimeout("no connect", sent=False)
     assert (sent.failover, sent.billed) == (False, None)
     assert (unsent.failover, unsent.billed) == (True, False)
+
+
+# A Tencent market secret id, shaped like a real one (AKID + 32 characters).
+SECRET_ID = "AKIDz8krbsJ5yKBZQpn74WFkmLPx3gnPhESA"
+GATEWAY_SIGNATURE = "hXc/kUwLRhTDqamyJ5YvZJ+PzkI="
+ZOLOZ_SIGNATURE = "KEqbiG3Pp%2BFBEwvHE6ZCJHtLgzQUf4Db2Ed%2FbvpdK5VaHSORM6y2s4l%2FSy8rT0WQ%3D%3D"
+SHA256_HEX = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+
+
+@pytest.mark.parametrize(
+    ("echo", "secrets", "kept"),
+    [
+        (  # the jumei (Tencent market) gateway echoing the request's Authorization
+            f'HMAC signature does not match: hmac id="{SECRET_ID}", algorithm="hmac-sha1", '
+            f'headers="x-date x-source", signature="{GATEWAY_SIGNATURE}"',
+            [SECRET_ID, GATEWAY_SIGNATURE, "hXc/kUwLRhTD"],
+            ["HMAC signature does not match", 'algorithm="hmac-sha1"'],
+        ),
+        (f"Authorization: hmac id={SECRET_ID}, signature={GATEWAY_SIGNATURE}", [SECRET_ID, "hXc"], ["Authorization"]),
+        (f'{{"Authorization": "hmac id=\\"{SECRET_ID}\\""}}', [SECRET_ID], []),
+        ("Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.sig expired", ["eyJhbGci", ".sig"], ["expired"]),
+        ("appKey=7f3a9c2e5b8d41f6a0c3e9b2 无效", ["7f3a9c2e5b8d41f6a0c3e9b2"], ["appKey=", "无效"]),  # shuxun
+        ("appKey:7f3a9c2e5b8d41f6, appSecret:Qw3rTy9uIo", ["7f3a9c2e5b8d41f6", "Qw3rTy9uIo"], []),
+        (f"sign={SHA256_HEX} 签名错误", [SHA256_HEX], ["签名错误"]),  # shuxun's sha256 sign
+        (f"signature check failed for {SHA256_HEX}", [SHA256_HEX], ["signature check failed for"]),
+        (  # kuaidi100's form fields
+            "secret_key=kd100Key9&secret_code=c0de&secret_sign=A1B2C3D4E5F6A7B8C9D0E1F2A3B4C5D6",
+            ["kd100Key9", "A1B2C3D4E5F6"],
+            ["secret_key="],
+        ),
+        (f"Signature: algorithm=RSA256, signature={ZOLOZ_SIGNATURE}", ["KEqbiG3Pp", "Sy8rT0WQ"], ["Signature"]),
+        (f"bad response {ZOLOZ_SIGNATURE.replace('%2B', '+').replace('%2F', '/')}", ["KEqbiG3Pp"], ["bad response"]),
+        (
+            "signData=MjA3MmJkOGFmYjY3OGMwM2NlOWJlMTQyMDJlNDdiMTIwMzFhYTQyYTBhOGM4NTkzNzIzZDcwMjcwMDdlZjgwNA==",
+            ["MjA3MmJk"],
+            ["signData="],
+        ),  # face2
+        ('{"appKey":"k-1234","secret_key":"s3cr3t!","token":"t0k"}', ["k-1234", "s3cr3t!", "t0k"], ['"appKey":']),
+        ("token=abc.def; access_token: xyz 已过期", ["abc.def", "xyz"], ["已过期"]),
+        ("X-Api-Key: live_51HxQ password=hunter2", ["live_51HxQ", "hunter2"], []),
+    ],
+)
+def test_credential_like_vendor_messages_are_scrubbed(echo, secrets, kept):
+    e = errors.VendorAuthFailed("the vendor refused our credentials", vendor="jumei", vendor_message=echo)
+    rendered = json.dumps(e.body(), ensure_ascii=False)
+    for secret in secrets:
+        assert secret not in e.vendor_message and secret not in rendered, (secret, e.vendor_message)
+    for text in kept:
+        assert text in e.vendor_message, (text, e.vendor_message)
+    assert "[redacted]" in e.vendor_message
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "参数错误",
+        "余额不足",
+        "无效签名",
+        "调用时间错误,unixtime超出接受范围",
+        "身份证号1101**********1239与姓名张*不一致",
+        "HMAC signature does not match",
+        "Authorization header is missing",
+        "signType SM2 is not enabled; sign_method=md5 signType=SHA256",
+        "G000000005FID20200304000000000001570702",  # a ZOLOZ transaction id
+        "see https://cloud.kuaidi100.com/api for the key rules",
+    ],
+)
+def test_ordinary_vendor_messages_are_passed_on_unchanged(message):
+    assert errors.VendorRejected("refused", vendor="x", vendor_message=message).vendor_message == message
+    assert errors.scrub_vendor_message(message) == message
+
+
+def test_vendor_messages_are_capped_after_scrubbing():
+    assert len(errors.VendorRejected("refused", vendor_message="错" * 5000).vendor_message) == 200
+    # The secret straddles the cap: cutting first would leave a prefix too short to recognise.
+    echo = "x" * 190 + " " + SHA256_HEX
+    scrubbed = errors.scrub_vendor_message(echo)
+    assert len(scrubbed) == errors.VENDOR_MESSAGE_MAX
+    assert SHA256_HEX[:9] not in scrubbed
+    assert errors.scrub_vendor_message(None) is None
+    assert errors.scrub_vendor_message("") is None
 
 
 def test_request_ids_are_unique_and_sort_by_time():
@@ -114,5 +197,21 @@ def test_settings_from_env():
     assert cfg.secret_name("zoloz") == "facegate/prod/vendors/zoloz"
     assert cfg.fallback == ["shuxun", "zoloz"]
     assert cfg.thresholds == {"local": {"high": 0.7}}
+    assert cfg.zoloz_response_max_skew_s == 300  # not in ZOLOZ's doc: our default
+    assert Settings.from_env({"FACEGATE_ZOLOZ_RESPONSE_MAX_SKEW_S": "90"}).zoloz_response_max_skew_s == 90
+    with pytest.raises(ValidationError):
+        Settings.from_env({"FACEGATE_ZOLOZ_RESPONSE_MAX_SKEW_S": "0"})
     with pytest.raises(ValidationError):
         Settings.from_env({"FACEGATE_DEFAULT_VENDOR": "acme"})
+
+
+def test_the_zoloz_response_window_reaches_every_call_context():
+    from facegate.health import MemoryHealthBook
+    from facegate.router import Planned
+    from facegate.service import Call, Caller, Service
+    from facegate.vendors.zoloz import ZolozVendor
+
+    cfg = Settings(zoloz_response_max_skew_s=42)
+    service = Service(cfg, store=object(), health=MemoryHealthBook())  # type: ignore[arg-type]
+    context = service._ctx(Call(Operation.COMPARE, Caller("req-1")), Planned(ZolozVendor, None))
+    assert context.response_max_skew_s == 42

@@ -27,6 +27,7 @@
 | FACEGATE_COOLDOWN_FAILURES / _WINDOW_S / _S | failures in the window that open a cooldown; its length | 5 / 60 / 30 |
 | FACEGATE_PEPPER_SECRET | secret (name or ARN) holding the stage's pepper for ID-number HMACs | (none) |
 | FACEGATE_PEPPER | the pepper itself (local runs); without either, no ID-number HMAC is stored | (none) |
+| FACEGATE_ZOLOZ_RESPONSE_MAX_SKEW_S | seconds ZOLOZ's signed Response-Time may be off ours (replay guard) | 300 |
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from typing import Annotated
 from pydantic import BaseModel, BeforeValidator, Field
 
 from facegate.models import VENDOR_IDS, SecurityLevel, VendorId
+from facegate.vendors.base import RESPONSE_MAX_SKEW_S
 
 
 def _csv(v: object) -> object:
@@ -90,6 +92,7 @@ class Settings(BaseModel):
     cooldown_window_s: float = Field(default=60.0, gt=0)
     cooldown_s: float = Field(default=30.0, gt=0)
     pepper_secret: str | None = None
+    zoloz_response_max_skew_s: float = Field(default=RESPONSE_MAX_SKEW_S, gt=0, le=24 * 3600)
 
     def secret_name(self, vendor_id: str) -> str:
         assert vendor_id in VENDOR_IDS

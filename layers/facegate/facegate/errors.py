@@ -3,7 +3,9 @@
 Every failure a caller can see is a FacegateError subclass with a stable upper-case
 ``code``, an HTTP ``status`` and a ``retryable`` flag. They are turned into the
 contract's error body in exactly one place (``facegate.api``). Messages are written
-for the caller and never carry image data, secrets, names or ID numbers.
+for the caller and never carry image data, secrets, names or ID numbers. A vendor's
+own text (``vendor_message``) is passed on, but only through ``scrub_vendor_message``,
+which every error applies itself, so no adapter can forget it.
 
 Two branches matter to the router:
 
@@ -16,7 +18,51 @@ Two branches matter to the router:
 
 from __future__ import annotations
 
+import re
 from typing import ClassVar
+
+# A vendor's message is passed on to the caller and the logs, but gateways echo what
+# they were sent: the Tencent market gateway answers a bad signature with the request's
+# ``hmac id="<secret id>"``. Anything credential-like is cut out, and the rest bounded.
+VENDOR_MESSAGE_MAX = 200
+_REDACTED = "[redacted]"
+_CREDENTIAL_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    # An echoed Authorization header: its whole value, to the end of the line.
+    (re.compile(r"(\b(?:proxy-)?authorization\b\"?\s*[:=：]\s*)[^\r\n]*", re.I), rf"\g<1>{_REDACTED}"),
+    # "Bearer <token>", "hmac id=\"<secret id>\"" (the Tencent market's Authorization scheme).
+    (re.compile(r"(\bbearer\s+)[\w\-.~+/]+=*", re.I), rf"\g<1>{_REDACTED}"),
+    (re.compile(r"(\bhmac\s+id\s*=\s*)(?:\"[^\"]*\"|'[^']*'|[^\s,;]+)", re.I), rf"\g<1>{_REDACTED}"),
+    # name=value, name: value, "name":"value" for any key, secret, sign(ature), token,
+    # password or credential name (appKey, secret_key, sign, X-Api-Key, access_token …);
+    # not a name that only says which kind (signType, sign_method, keyAlgorithm).
+    (
+        re.compile(
+            r"(\b[\w-]*(?:key|secret|sign|token|passw(?:or)?d|pwd|credential)(?![\w-]*(?:type|method|algorithm)\b)"
+            r"[\w-]*\"?\s*[:=：]\s*)(?:\"[^\"]*\"|'[^']*'|[^\s,;&\"'}\]]+)",
+            re.I,
+        ),
+        rf"\g<1>{_REDACTED}",
+    ),
+    # Bare runs that look like keys or signatures: 32+ hex digits (MD5/SHA digests,
+    # hex keys), or 32+ base64 characters mixing upper case, lower case and digits.
+    (re.compile(r"(?<![0-9A-Za-z])[0-9A-Fa-f]{32,}(?![0-9A-Za-z])"), _REDACTED),
+    (
+        re.compile(r"(?<![\w+/-])(?=[\w+/-]*[0-9])(?=[\w+/-]*[a-z])(?=[\w+/-]*[A-Z])[\w+/-]{32,}=*(?:%3D)*", re.A),
+        _REDACTED,
+    ),
+)
+
+
+def scrub_vendor_message(message: object) -> str | None:
+    """A vendor's message, safe to pass on: credential-like parts (keys, signatures,
+    tokens, Authorization values, long hex or base64 runs) replaced by ``[redacted]``,
+    then cut to ``VENDOR_MESSAGE_MAX`` characters (after scrubbing, so a cut can never
+    shorten a secret below what the patterns recognise)."""
+    if not isinstance(message, str) or not message:
+        return None
+    for pattern, replacement in _CREDENTIAL_PATTERNS:
+        message = pattern.sub(replacement, message)
+    return message[:VENDOR_MESSAGE_MAX]
 
 
 class FacegateError(Exception):
@@ -40,7 +86,7 @@ class FacegateError(Exception):
         self.message = message
         self.vendor = vendor
         self.vendor_code = None if vendor_code is None else str(vendor_code)
-        self.vendor_message = vendor_message
+        self.vendor_message = scrub_vendor_message(vendor_message)
         # None: we cannot know (e.g. a read timeout after the request went out).
         self.billed: bool | None = self.default_billed if billed is ... else billed  # type: ignore[assignment]
 

@@ -338,6 +338,7 @@ class Service:
             security_level=security_level,  # type: ignore[arg-type]
             options=planned.options,
             deadline=call.caller.deadline,
+            response_max_skew_s=self.cfg.zoloz_response_max_skew_s,  # only ZOLOZ signs its response time
         )
 
     def _vendor(self, cls: type[Vendor]) -> Vendor:

@@ -328,6 +328,10 @@ def test_sandbox_accepts_a_well_formed_request(sandbox, transport):
             {"sourceImageType": "BASE64", "sourceImage": "A" * (2 * 1024 * 1024 + 4)},
             "sourceImage: BASE64 image is larger than 2M encoded",
         ),
+        (  # "2M" read as 2,000,000: one base64 quantum over is refused
+            {"sourceImageType": "BASE64", "sourceImage": "A" * (2_000_000 + 4)},
+            "sourceImage: BASE64 image is larger than 2M encoded",
+        ),
         (
             {"secret_sign": "900150983cd24fb0d6963f7d28e17f72"},
             "secret_sign is not upper(md5(secret_key+secret_secret))",

@@ -168,6 +168,20 @@ def test_a_stale_request_time_is_refused(sandbox, transport, refs):
     assert sandbox.rejected == ["Request-Time is more than 5 minutes off"]
 
 
+@pytest.mark.parametrize("window_s", [100.0, 300.0])
+def test_the_configured_response_window_decides_freshness(sandbox, transport, refs, window_s):
+    # Our clock 200 s behind the sandbox's: the sandbox still takes the request (its own
+    # window is 5 minutes) and signs its answer 200 s from our time.
+    behind = datetime.now(UTC) - timedelta(seconds=200)
+    context = CallContext(now=behind, nonce="0" * 32, request_id=REQUEST_ID, response_max_skew_s=window_s)
+    if window_s > 200:
+        assert adapter(sandbox, transport).compare(*refs(), context).billed is True
+    else:
+        with pytest.raises(VendorBadResponse, match=r"is 20\d s from this request's time \(allowed 100 s\)"):
+            adapter(sandbox, transport).compare(*refs(), context)
+    assert sandbox.rejected == []
+
+
 def test_a_request_time_in_another_zone_is_fine(sandbox, transport, refs):
     now = datetime.now(UTC).astimezone(datetime.now().astimezone().tzinfo)
     assert adapter(sandbox, transport).compare(*refs(), ctx(now)).billed is True

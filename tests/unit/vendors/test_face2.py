@@ -224,19 +224,58 @@ def test_locate_with_no_faces(vendor, png, ctx):
     assert outcome.faces == []
 
 
-def test_the_docs_locate_example_contradicts_its_own_order_and_is_refused(vendor, png, ctx):
-    # The doc labels locations [top, right, bottom, left], yet its example has right <
-    # left in both boxes. Read as labelled, those boxes are inverted; facegate refuses
-    # rather than guessing another order.
+def test_the_docs_locate_example_is_read_in_the_order_it_is_a_box_in(vendor, png, ctx):
+    # The doc labels locations [top, right, bottom, left], yet its example is a box only
+    # as [left, top, right, bottom] (read as labelled, right < left). It used to be
+    # refused as VENDOR_BAD_RESPONSE; now the one valid reading is taken.
     body = success({"face_num": 2, "locations": [[1145, 364, 1335, 607], [764, 391, 947, 641]]})
-    with pytest.raises(errors.VendorBadResponse, match="not \\[top, right, bottom, left\\]"):
-        vendor.parse_detect(reply(body), vendor.build_detect(png, 5, ctx), ctx)
+    outcome = vendor.parse_detect(reply(body), vendor.build_detect(png, 5, ctx), ctx)
+    assert [(f.left, f.top, f.width, f.height) for f in outcome.faces] == [(1145, 364, 190, 243), (764, 391, 183, 250)]
+
+
+def _box_readings(out: str) -> dict[str, float]:
+    """The Face2BoxReading counts written to stdout as CloudWatch EMF, by reading."""
+    counts: dict[str, float] = {}
+    for line in out.splitlines():
+        emf = json.loads(line) if line.startswith("{") else {}
+        if "Face2BoxReading" in emf:
+            (dimensions,) = emf["_aws"]["CloudWatchMetrics"][0]["Dimensions"]
+            assert set(dimensions) == {"service", "reading"}  # the dimension stays on this metric
+            counts[emf["reading"]] = counts.get(emf["reading"], 0) + sum(emf["Face2BoxReading"])
+    return counts
+
+
+@pytest.mark.parametrize(
+    ("locations", "expected"),
+    [
+        ([[10, 110, 210, 30]], {"labelled": 1}),
+        ([[1145, 364, 1335, 607], [764, 391, 947, 641]], {"example": 2}),
+        ([[10, 110, 210, 30], [1145, 364, 1335, 607]], {"labelled": 1, "example": 1}),
+        ([], {}),
+    ],
+    ids=["labelled", "example", "mixed", "no-faces"],
+)
+def test_the_box_reading_is_counted_as_a_metric(vendor, png, ctx, capsys, locations, expected):
+    request = vendor.build_detect(png, 5, ctx)
+    capsys.readouterr()
+    vendor.parse_detect(reply(success({"face_num": len(locations), "locations": locations})), request, ctx)
+    assert _box_readings(capsys.readouterr().out) == expected
 
 
 @pytest.mark.parametrize(
     "locations",
-    [None, "[]", [[1, 2, 3]], [[1, 2, 3, "4"]], [[10, 20, 10, 5]], [[10, 5, 20, 5]], [[1, 2, 3, True]]],
-    ids=["missing", "string", "three", "text", "zero-height", "zero-width", "bool"],
+    [
+        None,
+        "[]",
+        [[1, 2, 3]],
+        [[1, 2, 3, "4"]],
+        [[10, 20, 10, 5]],
+        [[10, 5, 20, 5]],
+        [[1, 2, 3, True]],
+        [[300, 200, 100, 50]],  # bottom above top as labelled, right left of left as the example
+        [[10, 110, 210, 30], [300, 200, 100, 50]],  # one bad box spoils the answer
+    ],
+    ids=["missing", "string", "three", "text", "zero-height", "zero-width", "bool", "inverted-both", "one-bad"],
 )
 def test_malformed_locations_are_bad_responses(vendor, png, ctx, locations):
     body = success({"face_num": 1, "locations": locations})

@@ -360,3 +360,13 @@ def test_vendor_messages_are_bounded(vendor):
     with pytest.raises(VendorRejected) as exc:
         _parse(vendor, _response({"msg": "错" * 5000, "code": 400}))
     assert len(exc.value.vendor_message) <= 200
+
+
+def test_a_gateway_echo_of_our_secret_id_is_scrubbed(vendor):
+    # The Tencent market gateway can echo the request's Authorization header back.
+    secret_id = "AKIDz8krbsJ5yKBZQpn74WFkmLPx3gnPhESA"
+    echo = f'HMAC signature does not match: hmac id="{secret_id}", signature="hXc/kUwLRhTDqamyJ5YvZJ+PzkI="'
+    with pytest.raises(VendorAuthFailed) as exc:
+        _parse(vendor, _response({"message": echo}, 401))
+    assert secret_id not in json.dumps(exc.value.body())
+    assert exc.value.vendor_message.startswith("HMAC signature does not match: hmac id=[redacted]")

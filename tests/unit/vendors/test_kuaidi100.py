@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import json
+import struct
+import zlib
 from datetime import UTC, datetime
 
 import pytest
+from PIL import Image as PILImage
 
 from facegate.errors import (
     InvalidOption,
@@ -18,7 +23,7 @@ from facegate.errors import (
     VendorRejected,
     VendorUnavailable,
 )
-from facegate.images import Image
+from facegate.images import Image, fit, load_bytes
 from facegate.models import Operation
 from facegate.vendors import vendor_class
 from facegate.vendors.base import CallContext, HttpRequest, HttpResponse, ImageRef, decide
@@ -88,15 +93,47 @@ def test_declared_capabilities():
     assert Kuaidi100Vendor.accepts_urls is True
     assert Kuaidi100Vendor.default_endpoint == "https://cloud.kuaidi100.com"
     assert Kuaidi100Vendor.limits.formats == frozenset({"JPEG", "PNG", "BMP"})
-    assert Kuaidi100Vendor.limits.max_base64_bytes == 2 * 1024 * 1024
+    assert Kuaidi100Vendor.limits.max_base64_bytes == 2_000_000
 
 
 def test_base64_limit_is_the_encoded_size():
-    at_limit = Image(data=b"\0" * (3 * 1024 * 1024 // 2), format="JPEG", width=16, height=16)  # 2 MiB of base64
-    over = Image(data=b"\0" * (3 * 1024 * 1024 // 2 + 1), format="JPEG", width=16, height=16)
+    # "2M" read as 2,000,000 (the reading no vendor can refuse), not 2 MiB.
+    at_limit = Image(data=b"\0" * 1_500_000, format="JPEG", width=16, height=16)  # 2,000,000 of base64
+    over = Image(data=b"\0" * 1_500_001, format="JPEG", width=16, height=16)  # 2,000,004
     assert Kuaidi100Vendor.limits.fits(at_limit)
     assert not Kuaidi100Vendor.limits.fits(over)
     assert not Kuaidi100Vendor.limits.fits(Image(data=b"x" * 64, format="WEBP", width=16, height=16))
+
+
+def _png_of_base64_size(b64_size: int) -> bytes:
+    """A valid 64x64 PNG whose base64 is ``b64_size`` characters long (a multiple of 4),
+    padded with a private ancillary chunk that decoders skip."""
+    buf = io.BytesIO()
+    PILImage.new("RGB", (64, 64), (200, 120, 90)).save(buf, format="PNG")
+    png = buf.getvalue()
+    pad = b64_size // 4 * 3 - len(png) - 12  # 12: the chunk's length, type and CRC
+    chunk_type, data = b"prVt", b"\0" * pad
+    chunk = struct.pack(">I", pad) + chunk_type + data + struct.pack(">I", zlib.crc32(chunk_type + data))
+    iend = png.rindex(b"IEND") - 4
+    out = png[:iend] + chunk + png[iend:]
+    assert len(base64.b64encode(out)) == b64_size
+    return out
+
+
+def test_an_image_of_exactly_2_000_000_base64_bytes_is_sent_unchanged():
+    image = load_bytes(_png_of_base64_size(2_000_000))
+    assert fit(image, Kuaidi100Vendor.limits) is image
+
+
+@pytest.mark.parametrize("b64_size", [2_000_004, 2 * 1024 * 1024], ids=["one-quantum-over", "2MiB"])
+def test_an_image_over_2_000_000_base64_bytes_is_reencoded_to_fit(b64_size):
+    # Between 2,000,000 and 2 MiB the vendor may refuse (no failover on a refusal), so
+    # images.fit re-encodes instead of sending it.
+    image = load_bytes(_png_of_base64_size(b64_size))
+    fitted = fit(image, Kuaidi100Vendor.limits)
+    assert fitted is not image
+    assert fitted.format in Kuaidi100Vendor.limits.formats
+    assert len(fitted.base64) <= 2_000_000
 
 
 def test_credentials_never_show_secrets():

@@ -552,13 +552,57 @@ def test_an_unsigned_429_is_a_rate_limit():
 
 
 def test_a_stale_signed_success_is_refused_as_a_replay():
-    with pytest.raises(VendorBadResponse, match="not from this request's time"):
+    with pytest.raises(VendorBadResponse, match=r"is 664 s from this request's time \(allowed 300 s\)"):
         parse(zoloz_says(SUCCESS, response_time="2019-04-04T14:50:00+0800"))  # 11 minutes later
 
 
 def test_a_signed_success_from_before_the_request_is_refused():
-    with pytest.raises(VendorBadResponse, match="not from this request's time"):
+    with pytest.raises(VendorBadResponse, match=r"is 86394 s from this request's time"):
         parse(zoloz_says(SUCCESS, response_time="2019-04-03T14:39:02+0800"))
+
+
+# NOW is 14:38:56 in ZOLOZ's +0800; the default window is 300 s either way.
+@pytest.mark.parametrize(
+    "response_time",
+    ["2019-04-04T14:43:56+0800", "2019-04-04T14:33:56+0800"],
+    ids=["300s-later", "300s-earlier"],
+)
+def test_a_signed_success_just_inside_the_window_is_accepted(response_time):
+    assert parse(zoloz_says(SUCCESS, response_time=response_time)).billed is True
+
+
+@pytest.mark.parametrize(
+    "response_time",
+    ["2019-04-04T14:43:57+0800", "2019-04-04T14:33:55+0800"],
+    ids=["301s-later", "301s-earlier"],
+)
+def test_a_signed_success_just_outside_the_window_is_refused(response_time):
+    with pytest.raises(VendorBadResponse, match=r"is 301 s from this request's time \(allowed 300 s\)") as e:
+        parse(zoloz_says(SUCCESS, response_time=response_time))
+    assert e.value.code == "VENDOR_BAD_RESPONSE"
+
+
+@pytest.mark.parametrize(
+    ("response_time", "fresh"),
+    [
+        ("2019-04-04T14:39:56+0800", True),  # 60 s later
+        ("2019-04-04T14:37:56+0800", True),  # 60 s earlier
+        ("2019-04-04T14:39:57+0800", False),  # 61 s later
+        ("2019-04-04T14:37:55+0800", False),  # 61 s earlier
+    ],
+)
+def test_a_configured_window_is_applied(response_time, fresh):
+    response = zoloz_says(SUCCESS, response_time=response_time)
+    if fresh:
+        assert parse(response, response_max_skew_s=60).billed is True
+    else:
+        with pytest.raises(VendorBadResponse, match=r"is 61 s from this request's time \(allowed 60 s\)"):
+            parse(response, response_max_skew_s=60)
+
+
+def test_a_wider_configured_window_accepts_what_the_default_refuses():
+    eleven_minutes_later = zoloz_says(SUCCESS, response_time="2019-04-04T14:50:00+0800")
+    assert parse(eleven_minutes_later, response_max_skew_s=900).billed is True
 
 
 @pytest.mark.parametrize("response_time", ["2019-04-04 14:39:02", "1554359342", "2019-04-04T14:39:02.123+0800"])

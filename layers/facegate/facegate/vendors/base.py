@@ -41,6 +41,11 @@ class Credentials(BaseModel):
 
 # --- what goes in -------------------------------------------------------------------
 
+# How far (seconds, either way) a vendor's signed response time may be from the
+# request's ``now`` before the answer is refused as a possible replay. Not from any
+# vendor doc; FACEGATE_ZOLOZ_RESPONSE_MAX_SKEW_S sets it for ZOLOZ (facegate.config).
+RESPONSE_MAX_SKEW_S = 300.0
+
 
 @dataclass(frozen=True)
 class CallContext:
@@ -55,6 +60,8 @@ class CallContext:
     # time.monotonic() by which the answer must be in; the transport shortens its
     # timeouts to fit. Not for builders: requests must not depend on it.
     deadline: float | None = None
+    # See RESPONSE_MAX_SKEW_S; a setting, passed in so parsers stay free of config.
+    response_max_skew_s: float = RESPONSE_MAX_SKEW_S
 
 
 @dataclass(frozen=True)

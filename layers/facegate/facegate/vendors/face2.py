@@ -23,11 +23,16 @@ Normalisation
   is_match *and* distance < 0.90, ``normal`` is is_match, ``low`` is is_match too —
   ``is_match: false`` is no_match at every level. The thresholds alone decide only
   when ``is_match`` is missing; all are strict (the doc gives no line of its own).
-* **detect** — each location is ``[top, right, bottom, left]`` (doc) and becomes
-  ``left, top, width = right − left, height = bottom − top``. A box whose right edge
-  is not right of its left edge is refused, not flipped: the doc's own example
-  (``[1145, 364, 1335, 607]``) contradicts its stated order, and reading it any
-  other way would be a guess; refusing makes a real mismatch loud.
+* **detect** — the doc labels each location ``[top, right, bottom, left]``, but its
+  own example (``[1145, 364, 1335, 607]``) is a box only as ``[left, top, right,
+  bottom]``: read as labelled, its right edge is left of its left edge. Both readings
+  need element 2 > element 0; they disagree on elements 1 and 3 (labelled: 1 > 3,
+  example: 3 > 1), so at most one of them is a box. facegate takes the labelled
+  reading when it is a box, else the example's, and counts which one it used
+  (metric ``Face2BoxReading``, dimension ``reading`` = ``labelled`` | ``example``) so
+  the vendor's real order shows in CloudWatch. A location that is a box in neither
+  reading (empty or inverted both ways) is refused as ``VENDOR_BAD_RESPONSE``.
+  Either way it becomes ``left, top, width = right − left, height = bottom − top``.
 * **features** — ``features``, 512 floats (ArcFace); model ``face2-arcface-512``.
 
 Billing is not documented. Assumed: a success (code 0) is billed; a documented
@@ -63,6 +68,7 @@ from facegate.errors import (
 )
 from facegate.images import ImageLimits
 from facegate.models import Operation, SecurityLevel
+from facegate.observability import count
 from facegate.signing import face2 as signing
 from facegate.vendors.base import (
     CallContext,
@@ -112,7 +118,10 @@ CODES: dict[str, tuple[type[FacegateError], str]] = {
     ),
 }
 
-_VENDOR_MESSAGE_MAX = 200  # a vendor's text is kept, but never an unbounded echo
+_VENDOR_MESSAGE_MAX = 200
+
+# Which order a detect box was read in (see the module docstring).
+BoxReading = Literal["labelled", "example"]  # a vendor's text is kept, but never an unbounded echo
 
 
 def _str(v: object) -> object:
@@ -228,7 +237,10 @@ class Face2Vendor(HttpVendor):
         locations = data.get("locations")
         if not isinstance(locations, list):
             raise _bad("face2's locate answer has no locations list")
-        return DetectOutcome(faces=[_face(loc) for loc in locations], vendor_request_id=_request_id(data), billed=True)
+        read = [_face(loc) for loc in locations]
+        for reading in sorted({r for _, r in read}):
+            count("Face2BoxReading", "reading", reading, sum(r == reading for _, r in read))
+        return DetectOutcome(faces=[f for f, _ in read], vendor_request_id=_request_id(data), billed=True)
 
     def parse_compare(self, response: HttpResponse, request: HttpRequest, ctx: CallContext) -> CompareOutcome:
         data = self._data(response)
@@ -364,13 +376,20 @@ def _request_id(data: dict[str, Any]) -> str | None:
     return rid if isinstance(rid, str) and rid else None
 
 
-def _face(loc: object) -> DetectedFace:
+def _face(loc: object) -> tuple[DetectedFace, BoxReading]:
+    """One location as a box, and which reading of it is a box (module docstring)."""
     if not (isinstance(loc, list) and len(loc) == 4 and all(_is_number(v) for v in loc)):
-        raise _bad("face2 sent a face location that is not [top, right, bottom, left]")
-    top, right, bottom, left = (round(v) for v in loc)
-    if right <= left or bottom <= top:
-        raise _bad("face2 sent a face location that is not [top, right, bottom, left] (empty or inverted box)")
-    return DetectedFace(left=left, top=top, width=right - left, height=bottom - top)
+        raise _bad("face2 sent a face location that is not four numbers")
+    top, right, bottom, left = (round(v) for v in loc)  # as labelled
+    if right > left and bottom > top:
+        return DetectedFace(left=left, top=top, width=right - left, height=bottom - top), "labelled"
+    left, top, right, bottom = (round(v) for v in loc)  # as in the doc's example
+    if right > left and bottom > top:
+        return DetectedFace(left=left, top=top, width=right - left, height=bottom - top), "example"
+    raise _bad(
+        "face2 sent a face location that is a box neither as [top, right, bottom, left] "
+        "nor as [left, top, right, bottom] (empty or inverted)"
+    )
 
 
 def _status_error(status: int, code: str | None, message: str | None) -> FacegateError:

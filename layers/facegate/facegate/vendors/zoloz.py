@@ -46,7 +46,7 @@ import math
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, field_validator
@@ -93,11 +93,6 @@ MAX_TOTAL_RAW = MAX_TOTAL_BASE64 * 3 // 4
 
 # bizId: "32B" max.
 MAX_BIZ_ID = 32
-
-# A signed SUCCESS older or newer than this (against our clock when we sent the
-# request) is refused as a possible replay. Generous: it only has to catch replays,
-# not clock drift.
-RESPONSE_TIME_TOLERANCE = timedelta(minutes=5)
 
 _SCALE = 100.0
 # Vendor text is passed to the caller; a cap keeps an echoed parameter from flooding it.
@@ -284,8 +279,16 @@ class ZolozVendor(HttpVendor):
         # Fail closed: a time we cannot read cannot show the answer is fresh.
         if response_time is None:
             raise VendorBadResponse("zoloz's Response-Time is not in the documented format", vendor=self.id)
-        if abs(response_time - ctx.now) > RESPONSE_TIME_TOLERANCE:
-            raise VendorBadResponse("zoloz's signed response is not from this request's time", vendor=self.id)
+        # ZOLOZ's doc gives no window: ctx.response_max_skew_s is ours
+        # (FACEGATE_ZOLOZ_RESPONSE_MAX_SKEW_S, default 300 s), generous because it only
+        # has to catch replays, not clock drift.
+        skew = abs((response_time - ctx.now).total_seconds())
+        if skew > ctx.response_max_skew_s:
+            raise VendorBadResponse(
+                f"zoloz's signed response is {math.ceil(skew)} s from this request's time"
+                f" (allowed {ctx.response_max_skew_s:g} s)",
+                vendor=self.id,
+            )
 
         score = _percent(body.get("score"))
         if score is None:
