@@ -541,13 +541,14 @@ class LocalBatches:
         return name
 
     def meta(self, id_or_name: str):
+        """A batch by id, or the newest batch of a manifest name (the runner knows the
+        name it uploaded; the API takes ids only)."""
+        from facegate.batch import is_batch_id
         from facegate.batch_store import default_batch_store
-        from facegate.errors import NotFound
 
-        try:
-            return default_batch_store().resolve(id_or_name)
-        except NotFound:
-            return None
+        store = default_batch_store()
+        meta = store.get_meta(id_or_name) if is_batch_id(id_or_name) else None
+        return meta or store.newest(id_or_name)
 
     def finished(self, id_or_name: str) -> bool:
         meta = self.meta(id_or_name)

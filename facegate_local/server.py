@@ -12,6 +12,9 @@ Environment (all optional):
   ready line names it).
 - ``FACEGATE_API_KEY``: the key every route wants in ``x-api-key``
   (default ``local-dev-key``).
+- ``FACEGATE_API_KEYS``: more keys, comma-separated, accepted beside it. Each key
+  is its own tenant: its requests carry its own ``apiKeyId`` (``local_key_id``),
+  as API Gateway gives each API key an id of its own.
 - ``FACEGATE_CREDENTIALS``: a JSON file ``{"<vendor id>": {...secret fields...}}``
   whose entries become the vendors' emulated secrets.
 - ``FACEGATE_SANDBOXES=1``: start the vendor sandboxes (``facegate_local.sandboxes``)
@@ -55,6 +58,7 @@ strings) goes to stderr.
 from __future__ import annotations
 
 import base64
+import hashlib
 import hmac
 import importlib.util
 import json
@@ -99,7 +103,6 @@ from facegate_local.template import (
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_PORT = 3000
 DEFAULT_API_KEY = "local-dev-key"
-LOCAL_API_KEY_ID = "local-api-key-id"
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
 HOST = "127.0.0.1"
 LAMBDA_LAYER_ROOT = "/opt/"
@@ -119,6 +122,19 @@ LOCAL_FALLBACKS = {
 }
 # A long run of base64 in an exception message is most likely image data.
 _BASE64_RUN = re.compile(r"[A-Za-z0-9+/=_-]{64,}")
+
+
+def local_key_id(api_key: str) -> str:
+    """The key's ``apiKeyId``: distinct per key and stable across restarts; like API
+    Gateway's, an id for the key, not the key (a short hash of a local dev key)."""
+    return "local-" + hashlib.sha256(api_key.encode()).hexdigest()[:12]
+
+
+def api_keys(environ: Mapping[str, str]) -> tuple[str, ...]:
+    """FACEGATE_API_KEY (or the default), then every key in FACEGATE_API_KEYS."""
+    keys = [environ.get("FACEGATE_API_KEY") or DEFAULT_API_KEY]
+    keys += [k.strip() for k in (environ.get("FACEGATE_API_KEYS") or "").split(",") if k.strip()]
+    return tuple(dict.fromkeys(keys))
 
 
 class StartupError(Exception):
@@ -269,7 +285,7 @@ def api_gateway_event(
                 "userAgent": user_agent,
                 "user": None,
                 "apiKey": api_key,
-                "apiKeyId": LOCAL_API_KEY_ID if api_key is not None else None,
+                "apiKeyId": local_key_id(api_key) if api_key is not None else None,
             },
             "domainName": host,
             "apiId": "local",
@@ -312,11 +328,11 @@ class LoadedFunction:
 
 @dataclass
 class LocalApi:
-    """Routing, the API key and the body limit, then one handler call per request."""
+    """Routing, the API keys and the body limit, then one handler call per request."""
 
     routes: list[Route]
     functions: Mapping[str, LoadedFunction]
-    api_key: str
+    api_keys: tuple[str, ...]
     stages: Mapping[str | None, str] = field(default_factory=dict)  # API logical id → stage name
     gateway_responses: Mapping[str, GatewayResponse] = field(default_factory=dict)
     region: str = "us-east-1"
@@ -407,7 +423,13 @@ class LocalApi:
         api_key = None
         if found.route.api_key_required:
             presented = next((v for k, v in headers if k.lower() == "x-api-key"), None)
-            if presented is None or not hmac.compare_digest(presented.encode(), self.api_key.encode()):
+            # Every key compared, in constant time each: which one matched leaks no timing.
+            matched = (
+                [hmac.compare_digest(presented.encode(), k.encode()) for k in self.api_keys]
+                if presented is not None
+                else []
+            )
+            if not any(matched):
                 why = "missing" if presented is None else "not valid"
                 return self.gateway_error("INVALID_API_KEY", 403, "FORBIDDEN", f"the x-api-key header is {why}")
             api_key = presented
@@ -707,7 +729,7 @@ def build_runtime(
         api = LocalApi(
             routes=api_routes,
             functions=loaded,
-            api_key=original.get("FACEGATE_API_KEY") or DEFAULT_API_KEY,
+            api_keys=api_keys(original),
             stages=stages,
             gateway_responses=responses,
             region=region,
@@ -761,7 +783,9 @@ def main(environ: MutableMapping[str, str] = os.environ) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    key = "local-dev-key" if runtime.api.api_key == DEFAULT_API_KEY else "from FACEGATE_API_KEY"
+    key = "local-dev-key" if runtime.api.api_keys[0] == DEFAULT_API_KEY else "from FACEGATE_API_KEY"
+    if len(runtime.api.api_keys) > 1:
+        key += f" and {len(runtime.api.api_keys) - 1} more from FACEGATE_API_KEYS"
     print(f"facegate is serving on http://{HOST}:{httpd.server_address[1]} (x-api-key: {key})", flush=True)
     try:
         httpd.serve_forever()

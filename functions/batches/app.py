@@ -1,4 +1,4 @@
-"""GET /v1/batches/{batch_id} — a batch's progress (the id, or a manifest name for its newest batch)."""
+"""GET /v1/batches/{batch_id} — a batch's progress, by batch id only (a manifest name is guessable)."""
 
 from aws_lambda_powertools.logging import correlation_paths
 
@@ -13,7 +13,7 @@ app = create_app()
 @app.get("/v1/batches/<batch_id>")
 @tracer.capture_method
 def get_batch(batch_id: str) -> BatchProgress:
-    return default_batch_store().resolve(batch_id).progress()
+    return default_batch_store().find(batch_id).progress()
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

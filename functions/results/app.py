@@ -1,23 +1,37 @@
-"""GET /v1/results/{request_id} — the logged outcome of an earlier call."""
+"""GET and DELETE /v1/results/{request_id} — the caller's own logged outcome of an earlier call.
 
+Another caller's record answers exactly as an unknown id does (404 NOT_FOUND).
+"""
+
+from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.logging import correlation_paths
 
-from facegate.api import create_app, handle
-from facegate.errors import NotFound
+from facegate.api import caller, create_app, handle
 from facegate.ids import is_request_id
 from facegate.observability import logger, metrics, tracer
 from facegate.service import default_service
-from facegate.store import ResultRecord
+from facegate.store import ResultView, no_result
 
 app = create_app()
 
 
+def _checked(request_id: str) -> str:
+    if not is_request_id(request_id):  # not worth a DynamoDB read
+        raise no_result(request_id)
+    return request_id
+
+
 @app.get("/v1/results/<request_id>")
 @tracer.capture_method
-def get_result(request_id: str) -> ResultRecord:
-    if not is_request_id(request_id):  # not worth a DynamoDB read
-        raise NotFound(f"no result with request_id '{request_id[:64]}'")
-    return default_service().result(request_id)
+def get_result(request_id: str) -> ResultView:
+    return default_service().result(_checked(request_id), caller(app).tenant)
+
+
+@app.delete("/v1/results/<request_id>")
+@tracer.capture_method
+def erase_result(request_id: str) -> Response[None]:
+    default_service().erase(_checked(request_id), caller(app).tenant)
+    return Response(status_code=204, body=None, headers={"X-Request-Id": caller(app).request_id})
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

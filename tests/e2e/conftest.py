@@ -24,6 +24,7 @@ READY = re.compile(r"http://127\.0\.0\.1:(\d+)")
 # machine is slow; it bounds a hang, it does not measure anything.
 STARTUP_LIMIT_S = 120
 API_KEY = "e2e-key"
+OTHER_API_KEY = "e2e-key-b"  # FACEGATE_API_KEYS: a second tenant
 # Credentials for one commercial vendor, so /v1/vendors has something configured.
 CREDENTIALS = {"shuxun": {"app_key": "e2e-app-key", "app_secret": "e2e-app-secret"}}
 
@@ -104,7 +105,9 @@ def local_server(tmp_path_factory) -> Iterator[LocalServer]:
     tmp = tmp_path_factory.mktemp("local-server")
     credentials = tmp / "credentials.json"
     credentials.write_text(json.dumps(CREDENTIALS))
-    server = start_local_server(tmp, FACEGATE_CREDENTIALS=str(credentials), FACEGATE_API_KEY=API_KEY)
+    server = start_local_server(
+        tmp, FACEGATE_CREDENTIALS=str(credentials), FACEGATE_API_KEY=API_KEY, FACEGATE_API_KEYS=OTHER_API_KEY
+    )
     yield server
     code = stop_local_server(server)
     assert code == 0, f"the server did not stop cleanly on SIGTERM (exit {code}):\n{server.stderr()[-4000:]}"
@@ -115,6 +118,14 @@ def api(local_server) -> Iterator[requests.Session]:
     """A session that sends the server's API key."""
     with local_server.session() as s:
         s.headers["x-api-key"] = local_server.api_key
+        yield s
+
+
+@pytest.fixture
+def other_api(local_server) -> Iterator[requests.Session]:
+    """A session with the server's second key: another tenant."""
+    with local_server.session() as s:
+        s.headers["x-api-key"] = OTHER_API_KEY
         yield s
 
 

@@ -37,7 +37,8 @@ def compare(api, url, image1: str, image2: str):
 
 def test_the_only_stdout_line_is_the_ready_line(local_server):
     assert local_server.stdout_lines == [
-        f"facegate is serving on {local_server.base_url} (x-api-key: from FACEGATE_API_KEY)"
+        f"facegate is serving on {local_server.base_url} "
+        "(x-api-key: from FACEGATE_API_KEY and 1 more from FACEGATE_API_KEYS)"
     ]
 
 
@@ -105,6 +106,27 @@ def test_a_result_can_be_read_back_without_any_image_data(api, local_server, b64
 def test_an_unknown_result_is_not_found(api, local_server):
     r = api.get(f"{local_server.base_url}/v1/results/01ARZ3NDEKTSV4RRFFQ69G5FAV", timeout=30)
     assert_contract_error(r, 404, "NOT_FOUND")
+
+
+def test_each_key_is_a_tenant_and_only_the_owner_erases(api, other_api, local_server, b64):
+    url = local_server.base_url
+    r = api.post(f"{url}/v1/detect", json={"image": {"base64": b64("obama.jpg")}}, timeout=60)
+    assert r.status_code == 200, r.text
+    rid = r.json()["request_id"]
+    mine = f"{url}/v1/results/{rid}"
+    assert api.get(mine, timeout=30).status_code == 200
+
+    # B sees nothing, exactly as for an id that never existed, and cannot erase it.
+    theirs = assert_contract_error(other_api.get(mine, timeout=30), 404, "NOT_FOUND")
+    assert rid in theirs["error"]["message"]
+    assert_contract_error(other_api.delete(mine, timeout=30), 404, "NOT_FOUND")
+    assert api.get(mine, timeout=30).status_code == 200  # survived
+
+    # A erases it: 204, no body; then it is gone for A too.
+    r = api.delete(mine, timeout=30)
+    assert (r.status_code, r.content) == (204, b"")
+    assert_contract_error(api.get(mine, timeout=30), 404, "NOT_FOUND")
+    assert_contract_error(api.delete(mine, timeout=30), 404, "NOT_FOUND")
 
 
 def test_the_access_log_has_no_bodies(api, local_server, b64):

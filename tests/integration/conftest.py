@@ -85,7 +85,8 @@ def b64(face_bytes):
 
 @pytest.fixture
 def call_api():
-    """call_api(op, method, path, body=None, raw_body=None, headers=None, **event_kw) -> (status, body)."""
+    """call_api(op, method, path, body=None, raw_body=None, headers=None, **event_kw) -> (status, body).
+    The caller is API key id ``test-key-id`` unless ``api_key_id`` says otherwise."""
     import json as _json
 
     from facegate_local.lambda_runtime import api_event, invoke, load_handler
@@ -93,9 +94,8 @@ def call_api():
     def call(op, method, path, body=None, *, raw_body=None, headers=None, **kw):
         text = raw_body if raw_body is not None else (None if body is None else _json.dumps(body))
         hdrs = {"Content-Type": "application/json", "x-api-key": "test-key"} if headers is None else headers
-        event = api_event(
-            method, path, text, headers=hdrs, stage="dev", api_key="test-key", api_key_id="test-key-id", **kw
-        )
+        kw.setdefault("api_key_id", "test-key-id")
+        event = api_event(method, path, text, headers=hdrs, stage="dev", api_key="test-key", **kw)
         status, _, parsed = invoke(load_handler(f"functions/{op}"), event, f"facegate-{op}")
         return status, parsed
 

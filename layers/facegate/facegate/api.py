@@ -83,10 +83,9 @@ def handle(app: APIGatewayRestResolver, event: dict, context: Any) -> dict:
     remaining_s = GATEWAY_LIMIT_S
     if context is not None and hasattr(context, "get_remaining_time_in_millis"):
         remaining_s = min(remaining_s, context.get_remaining_time_in_millis() / 1000)
-    identity = (event.get("requestContext") or {}).get("identity") or {}
     c = Caller(
         request_id=new_request_id(),
-        api_key_id=identity.get("apiKeyId"),
+        tenant=tenant_of(event),
         deadline=started + remaining_s - DEADLINE_MARGIN_S,
         started=started,
     )
@@ -98,18 +97,28 @@ def handle(app: APIGatewayRestResolver, event: dict, context: Any) -> dict:
         key = idempotency.requested_key(event)
         if key is None:
             return _resolve(app, event, context, c)
+        c.idempotency_id = idempotency.record_id(operation, c.tenant, key)
         return idempotency.run(
             lambda: _resolve(app, event, context, c),
             event=event,
             context=context,
             operation=operation,
-            api_key_id=c.api_key_id,
+            tenant=c.tenant,
             key=key,
         )
     except FacegateError as e:  # the key's own problems; the route was not run
         response = ResponseBuilder(_error(app, e, operation, c), serializer=_to_json).build(APIGatewayProxyEvent(event))
         response.setdefault("headers", {})["X-Request-Id"] = c.request_id
         return response
+
+
+def tenant_of(event: dict) -> str | None:
+    """Who owns what this request makes (ARCHITECTURE.md, Tenancy): the API key's id
+    when API Gateway checked a key, else the IAM principal that signed the request
+    (SigV4: ``userArn``, or ``caller`` where no ARN is given). None only for an
+    event no gateway authenticated; such a caller owns nothing it can read back."""
+    identity = (event.get("requestContext") or {}).get("identity") or {}
+    return identity.get("apiKeyId") or identity.get("userArn") or identity.get("caller") or None
 
 
 def _resolve(app: APIGatewayRestResolver, event: dict, context: Any, c: Caller) -> dict:

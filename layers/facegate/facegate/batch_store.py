@@ -6,8 +6,9 @@
 - ``(<batch_id>, line#000000042)``: one manifest line: its lease (``lease_id``,
   ``lease_until``), the request ids tried, billing counters and, once finished, its
   ``outcome`` (the report line, as JSON).
-- ``(name#<name>, latest)``: the newest batch of a manifest name, so
-  GET /v1/batches/<name> works too.
+- ``(name#<name>, latest)``: the newest batch of a manifest name, for the local
+  runner (``make batch``) only. GET /v1/batches takes the batch id alone: a
+  manifest name is easy to guess.
 
 Exactly one item per line. Idempotency per (batch id, line): a line is *claimed* with
 a conditional update (no outcome yet, and no live lease) before any vendor is
@@ -263,17 +264,17 @@ class BatchStore(DynamoBacked):
         item = self.table.get_item(Key={"pk": batch_id, "sk": META}, ConsistentRead=True).get("Item")
         return None if item is None else BatchMeta.from_item(item)
 
-    def resolve(self, id_or_name: str) -> BatchMeta:
-        """A batch by id, or the newest batch of a manifest name."""
-        if is_batch_id(id_or_name):
-            meta = self.get_meta(id_or_name)
-            if meta is not None:
-                return meta
-        pointer = self.table.get_item(Key={"pk": f"name#{id_or_name}", "sk": LATEST}).get("Item")
-        meta = self.get_meta(pointer["batch_id"]) if pointer else None
+    def find(self, batch_id: str) -> BatchMeta:
+        """A batch by its id (never by manifest name: GET /v1/batches)."""
+        meta = self.get_meta(batch_id) if is_batch_id(batch_id) else None
         if meta is None:
-            raise NotFound(f"no batch with id or name '{id_or_name[:128]}'")
+            raise NotFound(f"no batch with id '{batch_id[:64]}'")
         return meta
+
+    def newest(self, name: str) -> BatchMeta | None:
+        """The newest batch of a manifest name: for the local runner, not the API."""
+        pointer = self.table.get_item(Key={"pk": f"name#{name}", "sk": LATEST}).get("Item")
+        return self.get_meta(pointer["batch_id"]) if pointer else None
 
     def set_total(self, batch_id: str, total: int, header: list[str] | None) -> None:
         names = {"#t": "total"}

@@ -9,9 +9,12 @@ no results-log record, so one check is never paid for twice.
 Built on Powertools' Idempotency utility (``idempotent_function`` over the
 DynamoDB persistence layer, table ``FACEGATE_IDEMPOTENCY_TABLE``):
 
-* Scope. A record's id is ``facegate.<operation>#`` + SHA-256 of the caller's API
-  key id and the Idempotency-Key. Two API keys never share (or read) a record;
-  the same key on two operations is two records. Neither value is stored in clear.
+* Scope. A record's id is ``facegate.<operation>#`` + SHA-256 of the caller's
+  tenant (API key id or IAM principal) and the Idempotency-Key (``record_id``).
+  Two tenants never share (or read) a record; the same key on two operations is
+  two records. Neither value is stored in clear.
+* Erasure. The call's results-log record keeps that id (``idempotency_id``), so
+  DELETE /v1/results/{request_id} erases the key's record too (``erase``).
 * The same key with a different body. Each record keeps a hash of the SHA-256 of
   the raw request body; a repeat whose body differs is 422 IDEMPOTENCY_KEY_REUSED
   and runs nothing.
@@ -125,6 +128,37 @@ def is_final(response: Mapping[str, Any]) -> bool:
     return not (isinstance(error, dict) and error.get("retryable") is True)
 
 
+# What a record's id hashes: the request fields this selects (Powertools' event_key_jmespath).
+_SCOPE = "[tenant, idempotency_key]"
+
+
+def _scope(tenant: str | None, key: str) -> dict[str, str]:
+    return {"tenant": tenant or "", "idempotency_key": key}
+
+
+def _prefix(operation: Operation) -> str:
+    return f"facegate.{operation.value}"
+
+
+def record_id(operation: Operation, tenant: str | None, key: str) -> str:
+    """The id of this key's record, as Powertools computes it: ``<key_prefix>#`` +
+    the configured hash of the JSON of what ``event_key_jmespath`` selects (its
+    ``BasePersistenceLayer._get_hashed_idempotency_key``; a test holds the two equal)."""
+    scope = _scope(tenant, key)
+    selected = [scope["tenant"], scope["idempotency_key"]]
+    digest = hashlib.sha256(json.dumps(selected, sort_keys=True).encode()).hexdigest()
+    return f"{_prefix(operation)}#{digest}"
+
+
+def erase(idempotency_id: str, cfg: Settings | None = None) -> None:
+    """Delete a key's record (gone already, or never kept: nothing to do)."""
+    cfg = cfg or settings()
+    if not cfg.idempotency_table:
+        return
+    layer = persistence_layer(cfg.idempotency_table, cfg.idempotency_ttl_s)
+    layer.client.delete_item(TableName=layer.table_name, Key={layer.key_attr: {"S": idempotency_id}})
+
+
 class _NotFinal(Exception):
     """Raised inside the idempotent function so that Powertools keeps nothing."""
 
@@ -149,7 +183,7 @@ def run(
     event: Mapping[str, Any],
     context: Any,
     operation: Operation,
-    api_key_id: str | None,
+    tenant: str | None,
     key: str,
     cfg: Settings | None = None,
 ) -> dict[str, Any]:
@@ -169,7 +203,7 @@ def run(
     )
 
     config = IdempotencyConfig(
-        event_key_jmespath="[api_key_id, idempotency_key]",
+        event_key_jmespath=_SCOPE,
         payload_validation_jmespath="body_sha256",
         raise_on_no_idempotency_key=True,
         expires_after_seconds=cfg.idempotency_ttl_s,
@@ -193,9 +227,9 @@ def run(
         data_keyword_argument="request",
         persistence_store=persistence_layer(cfg.idempotency_table, cfg.idempotency_ttl_s),
         config=config,
-        key_prefix=f"facegate.{operation.value}",
+        key_prefix=_prefix(operation),
     )
-    request = {"api_key_id": api_key_id or "", "idempotency_key": key, "body_sha256": body_sha256(event)}
+    request = {**_scope(tenant, key), "body_sha256": body_sha256(event)}
     try:
         return once(request=request)
     except _NotFinal:

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
@@ -53,7 +53,7 @@ from facegate.models import (
 )
 from facegate.router import Attempts, Planned, RetryPolicy, Router, combine
 from facegate.secrets import is_configured, load_credentials
-from facegate.store import ResultRecord, ResultsStore, default_store, now
+from facegate.store import ConsensusVote, ResultRecord, ResultsStore, ResultView, default_store, now
 from facegate.transport import Timeouts, Transport
 from facegate.vendors import vendor_class, vendor_ids
 from facegate.vendors.base import CallContext, CompareOutcome, HttpVendor, Identity, ImageRef, Vendor, decide
@@ -61,15 +61,25 @@ from facegate.vendors.base import CallContext, CompareOutcome, HttpVendor, Ident
 
 @dataclass
 class Caller:
-    """Who is asking, and by when the answer must be out."""
+    """Who is asking, and by when the answer must be out.
+
+    ``tenant`` owns the call's record (``facegate.api.tenant_of``). A batch item has
+    no API caller: its record belongs to the batch, ``batch:<batch_id>``, a tenant no
+    API key or IAM principal can be, so it is read through the batch's report and
+    GET /v1/batches, never through GET /v1/results."""
 
     request_id: str
-    api_key_id: str | None = None
+    tenant: str | None = None
     deadline: float | None = None  # time.monotonic() value
     started: float = field(default_factory=time.monotonic)
     batch_id: str | None = None
     batch_line: int | None = None
+    idempotency_id: str | None = None  # the Idempotency-Key record this call answers (facegate.idempotency)
     logged: bool = False  # its results-log record is written (exactly one per call)
+
+    def __post_init__(self) -> None:
+        if self.tenant is None and self.batch_id is not None:
+            self.tenant = f"batch:{self.batch_id}"
 
     def elapsed_ms(self) -> int:
         return int((time.monotonic() - self.started) * 1000)
@@ -77,13 +87,20 @@ class Caller:
 
 @dataclass
 class Call:
-    """The bookkeeping of one operation, whatever its outcome; becomes the log record."""
+    """The bookkeeping of one operation, whatever its outcome; becomes the log record
+    (``Service._log`` writes every field here, so nothing an operation learns is lost)."""
 
     operation: Operation
     caller: Caller
     fingerprints: list[str] = field(default_factory=list)
     attempts: Attempts = field(default_factory=Attempts)
-    extra: dict[str, Any] = field(default_factory=dict)
+    face_count: int | None = None
+    dimension: int | None = None
+    name_masked: str | None = None
+    id_number_masked: str | None = None
+    id_number_hmac: str | None = None  # internal correlation only: never in an answer
+    consensus_rule: Literal["all", "majority"] | None = None
+    consensus: list[VendorVerdict] | None = None
 
 
 class Service:
@@ -127,8 +144,20 @@ class Service:
         call = Call(Operation.VERIFY_IDENTITY, caller)
         return self._run(call, lambda: self._verify_identity(req, call))
 
-    def result(self, request_id: str) -> ResultRecord:
-        return self.store.get(request_id)
+    def result(self, request_id: str, tenant: str | None) -> ResultView:
+        """The caller's own record; another tenant's is NotFound, as an unknown id."""
+        return self.store.owned(request_id, tenant).view()
+
+    def erase(self, request_id: str, tenant: str | None) -> None:
+        """Erase the caller's record and its Idempotency-Key record (else a repeat of the
+        call would replay the erased answer). Vendors keep what they keep: not ours."""
+        record = self.store.owned(request_id, tenant)
+        assert record.tenant is not None
+        if record.idempotency_id is not None:
+            from facegate import idempotency
+
+            idempotency.erase(record.idempotency_id, self.cfg)
+        self.store.delete(request_id, record.tenant)
 
     def vendors(self) -> VendorsResponse:
         infos = []
@@ -190,7 +219,7 @@ class Service:
             raise next(r for _, _, r in results if isinstance(r, FacegateError))
         decision = combine([v["decision"] for v in answered], len(plan), req.consensus.rule)
         mean = lambda key: round(sum(v[key] for v in answered) / len(answered), 4)  # noqa: E731
-        call.extra["consensus"] = verdicts
+        call.consensus_rule, call.consensus = req.consensus.rule, verdicts
         return CompareResponse(
             decision=decision,
             match=None if decision == "uncertain" else decision == "match",
@@ -219,11 +248,9 @@ class Service:
 
         # Identity first: an invalid ID number must never reach a (billing) vendor.
         identity = Identity(name=validate_name(req.name), id_number=validate_id_number(req.id_number))
-        masked = {
-            "name_masked": mask_name(identity.name),
-            "id_number_masked": mask_id_number(identity.id_number),
-        }
-        call.extra.update(masked, id_number_hmac=fingerprint(identity.id_number, pepper=self._pepper()))
+        call.name_masked = mask_name(identity.name)
+        call.id_number_masked = mask_id_number(identity.id_number)
+        call.id_number_hmac = fingerprint(identity.id_number, pepper=self._pepper())
         plan = self._plan(call.operation, req)
         inputs = _Inputs(self, [req.image], call, plan)
 
@@ -235,7 +262,8 @@ class Service:
         return VerifyIdentityResponse(
             **self._verdict(vendor.id, outcome, req.security_level),
             **self._common(call, vendor.id, outcome),
-            **masked,
+            name_masked=call.name_masked,
+            id_number_masked=call.id_number_masked,
         )
 
     def _detect(self, req: DetectRequest, call: Call) -> DetectResponse:
@@ -250,7 +278,7 @@ class Service:
             Face(box=Box(left=f.left, top=f.top, width=f.width, height=f.height), confidence=f.confidence)
             for f in outcome.faces[: req.max_faces]
         ]
-        call.extra["face_count"] = len(faces)
+        call.face_count = len(faces)
         image = inputs.decoded(0)
         return DetectResponse(
             faces=faces,
@@ -268,7 +296,7 @@ class Service:
             return vendor.features(inputs.refs_for(vendor)[0], self._ctx(call, planned))
 
         vendor, outcome = self.router.first(plan, attempt, call.attempts, call.caller.deadline)
-        call.extra["dimension"] = len(outcome.embedding)
+        call.dimension = len(outcome.embedding)
         return FeaturesResponse(
             embedding=outcome.embedding,
             dimension=len(outcome.embedding),
@@ -411,13 +439,20 @@ class Service:
             error_code=error.code if error else None,
             vendor_code=error.vendor_code if error else None,
             image_sha256=call.fingerprints,
+            face_count=call.face_count,
+            dimension=call.dimension,
+            name_masked=call.name_masked,
+            id_number_masked=call.id_number_masked,
+            id_number_hmac=call.id_number_hmac,
+            consensus_rule=call.consensus_rule,
+            consensus=None if call.consensus is None else [ConsensusVote.of(v) for v in call.consensus],
             attempts=call.attempts.items,
-            api_key_id=call.caller.api_key_id,
+            tenant=call.caller.tenant,
+            idempotency_id=call.caller.idempotency_id,
             batch_id=call.caller.batch_id,
             batch_line=call.caller.batch_line,
             created_at=created,
             expires_at=self.store.expiry(created),
-            **call.extra,
         )
         call.caller.logged = True
         try:

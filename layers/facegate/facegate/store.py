@@ -2,6 +2,10 @@
 
 An item holds what happened and nothing a caller sent: images appear only as
 SHA-256 fingerprints, identities only masked. Items expire after the stage's TTL.
+
+An item belongs to its tenant (``facegate.api.tenant_of``): only that caller reads
+it (``ResultView``, without the internal fields) or erases it; anyone else is told
+it does not exist, in the very words an unknown id gets.
 """
 
 from __future__ import annotations
@@ -12,14 +16,49 @@ from decimal import Decimal
 from functools import cache
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from facegate.config import Settings, settings
 from facegate.errors import NotFound
-from facegate.models import Attempt, Decision, Operation, SecurityLevel
+from facegate.models import Attempt, Decision, Operation, SecurityLevel, VendorVerdict
 
 
-class ResultRecord(BaseModel):
+class ConsensusVote(BaseModel):
+    """One vendor's part in a consensus compare, as logged."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    vendor: str
+    decision: Decision | None = None
+    similarity: float | None = None
+    threshold: float | None = None
+    vendor_score: float | None = None
+    vendor_request_id: str | None = None
+    billed: bool | None = None
+    error_code: str | None = None
+    vendor_code: str | None = None
+
+    @classmethod
+    def of(cls, v: VendorVerdict) -> ConsensusVote:
+        return cls(
+            vendor=v.vendor,
+            decision=v.decision,
+            similarity=v.similarity,
+            threshold=v.threshold,
+            vendor_score=v.vendor_score,
+            vendor_request_id=v.vendor_request_id,
+            billed=v.billed,
+            error_code=v.error.code if v.error else None,
+            vendor_code=v.error.vendor_code if v.error else None,
+        )
+
+
+class ResultView(BaseModel):
+    """What GET /v1/results/{request_id} answers: the record without its internal fields."""
+
+    # A field the model does not know is an error, never silently dropped.
+    model_config = ConfigDict(extra="forbid")
+
     request_id: str
     operation: Operation
     status: Literal["ok", "error"]
@@ -40,15 +79,28 @@ class ResultRecord(BaseModel):
     dimension: int | None = None
     name_masked: str | None = None
     id_number_masked: str | None = None
-    id_number_hmac: str | None = Field(
-        default=None, description="HMAC-SHA256 with the stage's pepper; absent without one."
-    )
+    consensus_rule: Literal["all", "majority"] | None = None
+    consensus: list[ConsensusVote] | None = Field(default=None, description="Consensus only: every vendor's part.")
     attempts: list[Attempt] = Field(default_factory=list)
-    api_key_id: str | None = None
     batch_id: str | None = None
     batch_line: int | None = None
     created_at: datetime
     expires_at: int = Field(description="Epoch seconds; DynamoDB's TTL removes the item after it.")
+
+
+class ResultRecord(ResultView):
+    """The stored item: the view plus what only facegate itself may see."""
+
+    tenant: str | None = Field(default=None, description="Who owns the record (facegate.api.tenant_of).")
+    id_number_hmac: str | None = Field(
+        default=None, description="HMAC-SHA256 with the stage's pepper, for internal correlation; absent without one."
+    )
+    idempotency_id: str | None = Field(
+        default=None, description="The id of the call's Idempotency-Key record (a hash, never the key itself)."
+    )
+
+    def view(self) -> ResultView:
+        return ResultView.model_validate(self.model_dump(include=set(ResultView.model_fields)))
 
 
 def _to_item(record: ResultRecord) -> dict[str, Any]:
@@ -97,8 +149,31 @@ class ResultsStore(DynamoBacked):
     def get(self, request_id: str) -> ResultRecord:
         item = self.table.get_item(Key={"request_id": request_id}, ConsistentRead=True).get("Item")
         if item is None:
-            raise NotFound(f"no result with request_id '{request_id}'")
+            raise no_result(request_id)
         return ResultRecord.model_validate(item)
+
+    def owned(self, request_id: str, tenant: str | None) -> ResultRecord:
+        """The record if ``tenant`` owns it; otherwise exactly what an unknown id gets."""
+        record = self.get(request_id)
+        if tenant is None or record.tenant != tenant:
+            raise no_result(request_id)
+        return record
+
+    def delete(self, request_id: str, tenant: str) -> None:
+        """Erase the tenant's record; NotFound (as for an unknown id) if it is not theirs."""
+        try:
+            self.table.delete_item(
+                Key={"request_id": request_id},
+                ConditionExpression="tenant = :t",
+                ExpressionAttributeValues={":t": tenant},
+            )
+        except self.table.meta.client.exceptions.ConditionalCheckFailedException:
+            raise no_result(request_id) from None
+
+
+def no_result(request_id: str) -> NotFound:
+    """The one answer for an unknown id and for another tenant's record alike."""
+    return NotFound(f"no result with request_id '{request_id[:64]}'")
 
 
 def now() -> datetime:

@@ -57,9 +57,10 @@ def test_a_small_batch_end_to_end_with_progress(batches):
     assert body["status"] == "done" and body["total"] == 5 and body["done"] == 5 and body["percent"] == 100.0
     assert body["ok"] == 3 and body["errors"] == 2 and body["decisions"]["match"] == 3
     assert body["report"] == "results/small.jsonl" and body["summary"] == "results/small.summary.json"
-    # The manifest's name works too (its newest batch).
+    # Not by the manifest's name: a name is guessable, the id is the handle.
     status, by_name = batches.get_batch("small")
-    assert status == 200 and by_name["batch_id"] == meta.batch_id
+    assert status == 404 and by_name["error"]["code"] == "NOT_FOUND"
+    assert by_name["error"]["message"] == "no batch with id 'small'"
 
 
 def test_progress_while_it_runs_and_404_for_an_unknown_batch(batches):

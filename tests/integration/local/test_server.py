@@ -16,7 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from facegate_local.server import MAX_BODY_BYTES, Runtime, StartupError, build_runtime, make_http_server
+from facegate_local.server import (
+    MAX_BODY_BYTES,
+    Runtime,
+    StartupError,
+    build_runtime,
+    local_key_id,
+    make_http_server,
+)
 
 KEY = "test-key"
 GATEWAY_403 = (
@@ -202,7 +209,7 @@ def test_a_request_reaches_its_handler_with_an_api_gateway_event(runtime):
     assert event["pathParameters"] == {"id": "a b"}
     assert event["multiValueQueryStringParameters"] == {"x": ["1", "2"]}
     assert event["requestContext"]["stage"] == "dev"  # the API's StageName
-    assert event["requestContext"]["identity"]["apiKeyId"] == "local-api-key-id"
+    assert event["requestContext"]["identity"]["apiKeyId"] == local_key_id(KEY)
     assert headers["x-amzn-RequestId"] == event["requestContext"]["requestId"]
 
 
@@ -242,6 +249,32 @@ def test_the_api_key_is_enforced_with_the_templates_gateway_response(runtime):
         assert status == 403
         assert_contract_error(body, "FORBIDDEN")
         assert body["error"]["message"] == "missing or invalid API key"  # the template's text
+
+
+def test_each_key_of_FACEGATE_API_KEYS_is_its_own_tenant(project, environ):
+    rt, _ = start(project, environ, FACEGATE_API_KEYS=" key-b , key-c,,")
+    try:
+        ids = {}
+        for key in (KEY, "key-b", "key-c"):
+            status, _, body = call(rt, "GET", "/v1/echo/1", headers={"x-api-key": key})
+            assert status == 200
+            identity = body["event"]["requestContext"]["identity"]
+            assert identity["apiKey"] == key
+            ids[key] = identity["apiKeyId"]
+        assert len(set(ids.values())) == 3  # one tenant per key
+        assert all(key not in key_id for key, key_id in ids.items())  # an id, not the key
+        # Stable: the same key gets the same id on the next request (and the next start).
+        assert (
+            call(rt, "GET", "/v1/echo/1", headers={"x-api-key": "key-b"})[2]["event"]["requestContext"]["identity"][
+                "apiKeyId"
+            ]
+            == ids["key-b"]
+            == local_key_id("key-b")
+        )
+        for wrong in ("key-d", "", "key-b,key-c"):
+            assert call(rt, "GET", "/v1/echo/1", headers={"x-api-key": wrong})[0] == 403
+    finally:
+        rt.close()
 
 
 def test_a_route_without_a_key_requirement_needs_none(runtime):

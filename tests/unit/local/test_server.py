@@ -8,7 +8,7 @@ import json
 import uuid
 
 from facegate_local.lambda_context import LambdaContext
-from facegate_local.server import api_gateway_event, proxy_reply, render_gateway_template
+from facegate_local.server import api_gateway_event, local_key_id, proxy_reply, render_gateway_template
 from facegate_local.template import Route, RouteMatch
 
 
@@ -45,7 +45,7 @@ def test_the_event_has_the_rest_proxy_shape():
     assert ctx["path"] == "/dev/v1/results/a%20b"
     assert (ctx["stage"], ctx["requestId"], ctx["httpMethod"]) == ("dev", "gw-1", "GET")
     assert ctx["identity"]["apiKey"] == "k"
-    assert ctx["identity"]["apiKeyId"] == "local-api-key-id"
+    assert ctx["identity"]["apiKeyId"] == local_key_id("k")
     assert ctx["identity"]["sourceIp"] == "127.0.0.1"
     assert ctx["identity"]["userAgent"] == "t/1"
     assert isinstance(ctx["requestTimeEpoch"], int)

@@ -328,6 +328,7 @@ def test_the_real_template_declares_the_contracts_routes(real):
         ("POST", "/v1/features", "FeaturesFunction"),
         ("POST", "/v1/verify-identity", "VerifyIdentityFunction"),
         ("GET", "/v1/results/{request_id}", "ResultsFunction"),
+        ("DELETE", "/v1/results/{request_id}", "ResultsFunction"),
         ("GET", "/v1/vendors", "VendorsFunction"),
     }
     assert all(x.api_key_required for x in routes(real, Resolver(real)))
