@@ -60,6 +60,8 @@ CASES = [
     ),
     ("ftp-url", {"image1": {"url": "ftp://x.example/a.jpg"}, "image2": GOOD}, 400, "INVALID_REQUEST"),
     ("plain-http-url", {"image1": {"url": "http://x.example/a.jpg"}, "image2": GOOD}, 400, "INVALID_REQUEST"),
+    ("url-userinfo", {"image1": {"url": "https://u:p@x.example/a.jpg"}, "image2": GOOD}, 400, "INVALID_REQUEST"),
+    ("url-control-char", {"image1": {"url": "https://x.example/a\r\n.jpg"}, "image2": GOOD}, 400, "INVALID_REQUEST"),
     (
         "vendor-without-compare",
         {"image1": GOOD, "image2": GOOD, "vendor": "jumei"},

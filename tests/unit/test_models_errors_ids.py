@@ -19,6 +19,15 @@ def test_image_input_is_exactly_one_source():
             ImageInput.model_validate(bad)
 
 
+def test_image_url_syntax_leaves_http_to_the_stage_but_refuses_userinfo_and_control_characters():
+    assert ImageInput(url="http://img.example/a.jpg").url == "http://img.example/a.jpg"  # the stage decides
+    assert ImageInput(url="https://img.example/a%20b.jpg?x=1@2").kind == "url"  # '@' past the host is fine
+    for bad in ("https://user:pass@img.example/a.jpg", "https://user@img.example/", "https://img.example/a\n.jpg",
+                "https://img.example/\x00", "https://img.example/\x7f"):  # fmt: skip
+        with pytest.raises(ValidationError):
+            ImageInput(url=bad)
+
+
 def test_compare_request_defaults():
     req = CompareRequest.model_validate({"image1": {"base64": "a"}, "image2": {"url": "https://x.example/a.jpg"}})
     assert (req.vendor, req.fallback, req.security_level, req.options) == (None, [], "normal", {})

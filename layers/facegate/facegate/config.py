@@ -10,6 +10,7 @@
 | FACEGATE_THRESHOLDS | JSON ``{"<vendor>": {"<level>": similarity}}`` threshold overrides | {} |
 | FACEGATE_BUCKET | bucket for ``{"s3": {"key": …}}`` images without a bucket | (none) |
 | FACEGATE_ALLOW_HTTP_URLS | accept plain-http image URLs (local sandboxes only) | false |
+| FACEGATE_URL_ALLOWLIST | local development only: hosts/CIDRs image URLs may reach though not public | (none) |
 | FACEGATE_CONNECT_TIMEOUT / FACEGATE_READ_TIMEOUT | per-vendor HTTP timeouts, seconds | 3.05 / 10 |
 | FACEGATE_SECRETS_MAX_AGE | seconds a fetched secret is cached in a warm container | 300 |
 | FACEGATE_BATCH_TABLE | DynamoDB table of batch progress and per-line outcomes | facegate-batches |
@@ -71,6 +72,7 @@ class Settings(BaseModel):
     )
     bucket: str | None = None
     allow_http_urls: bool = False
+    url_allowlist: Annotated[list[str], BeforeValidator(_csv)] = Field(default_factory=list)
     connect_timeout: float = Field(default=3.05, gt=0, le=10)
     read_timeout: float = Field(default=10.0, gt=0, le=28)
     secrets_max_age: int = Field(default=300, ge=0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from typing import Annotated, Any, Literal, Self
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
@@ -55,8 +56,15 @@ class ImageInput(Strict):
     @field_validator("url")
     @classmethod
     def _https(cls, v: str | None) -> str | None:
-        if v is not None and not v.lower().startswith(("https://", "http://")):
+        # Syntax only: whether plain http is fetched, and from where, is the stage's rule (facegate.fetch).
+        if v is None:
+            return v
+        if not v.lower().startswith(("https://", "http://")):
             raise ValueError("url must be an https:// URL")
+        if any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in v):
+            raise ValueError("url must not contain control characters")
+        if "@" in urlsplit(v).netloc:
+            raise ValueError("url must not carry a user name or password")
         return v
 
     @property

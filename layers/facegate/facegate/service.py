@@ -531,22 +531,12 @@ class _Inputs:
             raise InvalidRequest("image URLs must use https://")
 
     def _fetch_url(self, url: str) -> bytes:
-        import requests
+        from facegate.fetch import default_fetcher
 
-        try:
-            with self.service.transport.session.get(
-                url, timeout=(3.05, 10), stream=True, allow_redirects=True, verify=True
-            ) as r:
-                if r.status_code != 200:
-                    raise ImageUnavailable(f"the image URL answered HTTP {r.status_code}")
-                data = bytearray()
-                for chunk in r.iter_content(64 * 1024):
-                    data += chunk
-                    if len(data) > imagelib.MAX_IMAGE_BYTES:
-                        raise ImageTooLarge("the image at the URL is larger than the limit")
-                return bytes(data)
-        except requests.RequestException:
-            raise ImageUnavailable("the image URL could not be fetched") from None
+        cfg = self.service.cfg
+        return default_fetcher().fetch(
+            url, allow_http=cfg.allow_http_urls, allowlist=cfg.url_allowlist, deadline=self.call.caller.deadline
+        )
 
     def _s3_bytes(self, inp: ImageInput) -> bytes:
         from botocore.exceptions import ClientError
