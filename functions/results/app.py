@@ -1,6 +1,8 @@
-"""GET and DELETE /v1/results/{request_id} — the caller's own logged outcome of an earlier call.
+"""The caller's own results-log records; another caller's record answers exactly as an
+unknown id does (404 NOT_FOUND).
 
-Another caller's record answers exactly as an unknown id does (404 NOT_FOUND).
+GET /v1/results/{request_id} — the logged outcome of one of the caller's earlier calls.
+DELETE /v1/results/{request_id} — erase one of the caller's records and its idempotency entry.
 """
 
 from aws_lambda_powertools.event_handler import Response
@@ -27,7 +29,7 @@ def get_result(request_id: str) -> ResultView:
     return default_service().result(_checked(request_id), caller(app).tenant)
 
 
-@app.delete("/v1/results/<request_id>")
+@app.delete("/v1/results/<request_id>", responses={204: {"description": "Erased; no body."}})
 @tracer.capture_method
 def erase_result(request_id: str) -> Response[None]:
     default_service().erase(_checked(request_id), caller(app).tenant)
