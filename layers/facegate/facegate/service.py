@@ -513,7 +513,7 @@ class _Inputs:
             raise ImageUnavailable("the image URL could not be fetched") from None
 
     def _s3_bytes(self, inp: ImageInput) -> bytes:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import ClientError, ParamValidationError
 
         assert inp.s3 is not None
         bucket = inp.s3.bucket or self.service.cfg.bucket
@@ -521,6 +521,8 @@ class _Inputs:
             raise InvalidRequest("s3 images need a bucket (no default bucket is configured)")
         try:
             obj = _s3().get_object(Bucket=bucket, Key=inp.s3.key)
+        except ParamValidationError:  # botocore's own checks (a bucket name like "a/../b"), before any call
+            raise InvalidRequest("the s3 bucket or key is not valid") from None
         except ClientError as e:
             code = e.response.get("Error", {}).get("Code", "")
             raise ImageUnavailable(f"the S3 image could not be read ({code})") from None
