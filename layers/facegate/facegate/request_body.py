@@ -45,10 +45,12 @@ def checked_event(event: dict[str, Any]) -> dict[str, Any]:
         return event
     headers = event.get("headers") or {}
     _check_media_type(headers)
-    body = event["body"]
+    text = event["body"]
     try:
-        raw = base64.b64decode(body, validate=True) if event.get("isBase64Encoded") else body.encode("utf-8")
-        text = raw.decode("utf-8")
+        if event.get("isBase64Encoded"):
+            text = base64.b64decode(text, validate=True).decode("utf-8")
+        elif not text.isascii():  # constant time; the usual JSON of base64 images is ASCII
+            text.encode("utf-8")  # a str from the event may still hold lone surrogates
     except (binascii.Error, ValueError):  # UnicodeError is a ValueError
         raise MalformedJson("the request body is not UTF-8 text") from None
     # Powertools reads JSON only under a lower-case "application/json…" type.
