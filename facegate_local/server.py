@@ -41,7 +41,11 @@ Where this differs from API Gateway, on purpose:
 * a known path with the wrong method answers 405 ``METHOD_NOT_ALLOWED`` with an
   ``Allow`` header (API Gateway answers it like an unknown route), and an unknown
   route is 404 unless the template sets another status (API Gateway: 403);
-* a chunked request body (no Content-Length) answers 411;
+* a chunked request body (no Content-Length) answers 411; a Content-Length that
+  is not one plain decimal, or a body shorter than it, 400;
+* a request http.server cannot read (request line, URI over 64 KiB, headers over
+  64 KiB or 100 of them, HTTP/2) answers its 4xx in the contract's shape, and any
+  method reaches routing (405 or 404), never http.server's HTML 501;
 * all functions share one process, so they share one environment (the union of
   their variables; a conflict is reported at startup) and invocations run one at a
   time: handlers and Powertools keep per-invocation state in module globals, as a
@@ -74,6 +78,7 @@ import warnings
 from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TextIO
@@ -104,6 +109,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_PORT = 3000
 DEFAULT_API_KEY = "local-dev-key"
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
+BODY_TIMEOUT_S = 30.0  # how long the local server waits on a silent client
 HOST = "127.0.0.1"
 LAMBDA_LAYER_ROOT = "/opt/"
 
@@ -500,9 +506,35 @@ def make_http_server(api: LocalApi | None, port: int, log: TextIO = sys.stderr) 
 
         protocol_version = "HTTP/1.1"
         server_version = "facegate-local"
+        timeout = BODY_TIMEOUT_S  # a client that stops sending mid-request does not hold a thread forever
 
         def log_message(self, format: str, *args: Any) -> None:
             pass  # our own access log, without query strings, is written in _serve
+
+        def __getattr__(self, name: str) -> Any:
+            # Any method (TRACE, PROPFIND, FOO) goes to routing, which answers 405 or
+            # 404 in the contract's shape; http.server would answer 501 with an HTML page.
+            if name.startswith("do_"):
+                return self._serve
+            raise AttributeError(name)
+
+        def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+            """http.server's own refusals (a request line, URI or headers it cannot
+            read: 400, 414, 431, 505) in the contract's shape, not its HTML page. Each
+            is the client's mistake, so a 4xx; the phrase never quotes the request."""
+            status = code if code < 500 else HTTPStatus.BAD_REQUEST
+            text = f"{HTTPStatus(code).phrase}: the request cannot be read"
+            api = self.server.api
+            if api is not None:
+                reply = api.gateway_error("DEFAULT_4XX", status, "INVALID_REQUEST", text, close=True)
+            else:
+                body = builtin_error_body(str(uuid.uuid4()), "INVALID_REQUEST", text)
+                reply = Reply(status, [("Content-Type", "application/json")], body, close=True)
+            print(f"{self.command or '-'} - {reply.status} (unreadable request)", file=log, flush=True)
+            # An unreadable request line leaves http.server at HTTP/0.9, which has no
+            # status line or headers: answer in HTTP/1.1 so the client sees the status.
+            self.request_version = "HTTP/1.1"
+            self._send(reply)
 
         def _serve(self) -> None:
             started = time.monotonic()
@@ -511,6 +543,9 @@ def make_http_server(api: LocalApi | None, port: int, log: TextIO = sys.stderr) 
             ms = (time.monotonic() - started) * 1000
             path = self.path.split("?", 1)[0][:200]
             print(f"{self.command} {path} {reply.status} {ms:.0f}ms", file=log, flush=True)
+            self._send(reply)
+
+        def _send(self, reply: Reply) -> None:
             self.send_response(reply.status)
             for k, v in reply.headers:
                 self.send_header(k, v)
@@ -529,17 +564,23 @@ def make_http_server(api: LocalApi | None, port: int, log: TextIO = sys.stderr) 
                 return api.gateway_error(
                     "DEFAULT_4XX", 411, "LENGTH_REQUIRED", "send a Content-Length header", close=True
                 )
-            try:
-                length = int(self.headers.get("Content-Length") or 0)
-                if length < 0:
-                    raise ValueError
-            except ValueError:
+            lengths = {v.strip() for v in self.headers.get_all("Content-Length") or ()}
+            # One plain decimal (int() would also take "+5", "1_0" and " -0").
+            if len(lengths) > 1 or not all(v.isascii() and v.isdigit() for v in lengths):
                 return api.gateway_error(
                     "DEFAULT_4XX", 400, "INVALID_REQUEST", "Content-Length is not valid", close=True
                 )
+            length = int(lengths.pop()) if lengths else 0
             if (reply := api.too_large(length)) is not None:
                 return reply
-            body = self.rfile.read(length) if length else b""
+            try:
+                body = self.rfile.read(length) if length else b""
+            except TimeoutError:
+                body = b""
+            if len(body) != length:  # the client stopped sending (or went quiet) before Content-Length
+                return api.gateway_error(
+                    "DEFAULT_4XX", 400, "INVALID_REQUEST", "the body is shorter than Content-Length", close=True
+                )
             return api.handle(self.command, self.path, list(self.headers.items()), body, self.client_address[0])
 
         do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve

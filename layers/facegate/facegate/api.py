@@ -17,7 +17,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 )
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 
-from facegate import idempotency
+from facegate import idempotency, request_body
 from facegate.errors import (
     FacegateError,
     InternalError,
@@ -42,7 +42,8 @@ class Resolver(APIGatewayRestResolver):
     """Powertools' REST resolver, knowing the operation its routes perform."""
 
     def __init__(self, operation: Operation | None = None) -> None:
-        super().__init__(enable_validation=True)
+        # The body reaches this parser only through handle(), checked (facegate.request_body).
+        super().__init__(enable_validation=True, json_body_deserializer=request_body.loads)
         self.operation = operation
 
 
@@ -91,10 +92,10 @@ def handle(app: APIGatewayRestResolver, event: dict, context: Any) -> dict:
     )
     logger.append_keys(request_id=c.request_id)
     operation = getattr(app, "operation", None)
-    if operation not in idempotency.OPERATIONS or event.get("httpMethod") != "POST":
-        return _resolve(app, event, context, c)
     try:
-        key = idempotency.requested_key(event)
+        event = request_body.checked_event(event)
+        keyed = operation in idempotency.OPERATIONS and event.get("httpMethod") == "POST"
+        key = idempotency.requested_key(event) if keyed else None
         if key is None:
             return _resolve(app, event, context, c)
         c.idempotency_id = idempotency.record_id(operation, c.tenant, key)
@@ -106,7 +107,7 @@ def handle(app: APIGatewayRestResolver, event: dict, context: Any) -> dict:
             tenant=c.tenant,
             key=key,
         )
-    except FacegateError as e:  # the key's own problems; the route was not run
+    except FacegateError as e:  # the body's or the key's own problems; the route was not run
         response = ResponseBuilder(_error(app, e, operation, c), serializer=_to_json).build(APIGatewayProxyEvent(event))
         response.setdefault("headers", {})["X-Request-Id"] = c.request_id
         return response

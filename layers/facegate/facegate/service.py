@@ -539,7 +539,7 @@ class _Inputs:
         )
 
     def _s3_bytes(self, inp: ImageInput) -> bytes:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import ClientError, ParamValidationError
 
         assert inp.s3 is not None
         bucket = inp.s3.bucket or self.service.cfg.bucket
@@ -547,6 +547,8 @@ class _Inputs:
             raise InvalidRequest("s3 images need a bucket (no default bucket is configured)")
         try:
             obj = _s3().get_object(Bucket=bucket, Key=inp.s3.key)
+        except ParamValidationError:  # botocore's own checks (a bucket name like "a/../b"), before any call
+            raise InvalidRequest("the s3 bucket or key is not valid") from None
         except ClientError as e:
             code = e.response.get("Error", {}).get("Code", "")
             raise ImageUnavailable(f"the S3 image could not be read ({code})") from None
