@@ -61,7 +61,7 @@ lint: $(VENV)/.installed $(SAM_VENV)/.installed $(LINT_VENV)/.installed
 test: lint
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
-test-fast: $(VENV)/.installed
+test-fast: $(VENV)/.installed $(SAM_VENV)/.installed  # the template tests run the SAM transform
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "not e2e"
 
 build: $(SAM_VENV)/.installed

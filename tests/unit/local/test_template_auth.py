@@ -48,8 +48,7 @@ def sam_transform(parameters: dict[str, str]) -> dict:
 
 @cache  # ~15 s a transform: once per parameter set
 def _transformed(parameters: str) -> str:
-    if not SAM_PYTHON.exists():
-        pytest.skip("the SAM CLI's virtualenv is missing: run `make lint` once")
+    assert SAM_PYTHON.exists(), "the SAM CLI's virtualenv is missing: run `make lint` (or `make .venv-sam/.installed`)"
     env = {**os.environ, "AWS_DEFAULT_REGION": "us-east-1", "SAM_CLI_TELEMETRY": "0"}
     done = subprocess.run(  # noqa: S603 - our own interpreter and script
         [str(SAM_PYTHON), "-c", TRANSFORM, str(TEMPLATE), parameters],
