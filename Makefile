@@ -7,6 +7,7 @@ PYTHON ?= $(shell for c in "python3.13" "env PYENV_VERSION=3.13.0 python3.13" "$
 	$$c -c 'import sys; assert sys.version_info[:2] == (3, 13); print(sys.executable)' 2>/dev/null && break; done)
 VENV := .venv
 SAM_VENV := .venv-sam
+LINT_VENV := .venv-lint
 BIN := $(VENV)/bin
 SAM := $(SAM_VENV)/bin/sam
 PORT ?= 3000
@@ -19,7 +20,7 @@ LAMBDA_PLATFORM := --platform manylinux2014_aarch64 --platform manylinux_2_28_aa
 help:
 	@echo "make run       serve the API on http://127.0.0.1:$(PORT) (AWS emulated in-process, local engine)"
 	@echo "make test      lint, validate the template and run every test"
-	@echo "make lint      ruff + cfn-lint + sam validate --lint"
+	@echo "make lint      ruff + cfn-lint + sam validate --lint + checkov + bandit"
 	@echo "make build     sam build (no Docker needed)"
 	@echo "make deploy    sam deploy (STAGE=dev|prod)"
 	@echo "make bench     run the benchmarks under bench/"
@@ -40,21 +41,28 @@ $(SAM_VENV)/.installed: requirements-sam.txt | python-check
 	$(SAM_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-sam.txt
 	@touch $@
 
+$(LINT_VENV)/.installed: requirements-lint.txt | python-check
+	@test -x $(LINT_VENV)/bin/python || $(PYTHON) -m venv $(LINT_VENV)
+	$(LINT_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-lint.txt
+	@touch $@
+
 venv: $(VENV)/.installed
 
 run: $(VENV)/.installed
 	PORT=$(PORT) $(BIN)/python -m facegate_local.server
 
-lint: $(VENV)/.installed $(SAM_VENV)/.installed
+lint: $(VENV)/.installed $(SAM_VENV)/.installed $(LINT_VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/cfn-lint template.yaml
 	SAM_CLI_TELEMETRY=0 $(SAM) validate --lint --region us-east-1
+	$(LINT_VENV)/bin/checkov --config-file .checkov.yaml
+	$(LINT_VENV)/bin/bandit -q -c pyproject.toml -r layers functions facegate_local
 
 test: lint
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
-test-fast: $(VENV)/.installed
+test-fast: $(VENV)/.installed $(SAM_VENV)/.installed  # the template tests run the SAM transform
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "not e2e"
 
 build: $(SAM_VENV)/.installed

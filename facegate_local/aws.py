@@ -46,7 +46,7 @@ def isolate_environment(environ: MutableMapping[str, str] = os.environ) -> str:
     region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or "us-east-1"
     environ.update(
         AWS_ACCESS_KEY_ID="local",
-        AWS_SECRET_ACCESS_KEY="local",  # noqa: S106 - a placeholder, never a real key
+        AWS_SECRET_ACCESS_KEY="local",  # noqa: S106 - a placeholder, never a real key  # nosec B106
         AWS_SESSION_TOKEN="local",  # noqa: S106
         AWS_REGION=region,
         AWS_DEFAULT_REGION=region,

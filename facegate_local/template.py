@@ -67,7 +67,7 @@ CfnLoader.add_multi_constructor("!", _short_tag)
 
 
 def load_yaml(text: str) -> dict[str, Any]:
-    data = yaml.load(text, Loader=CfnLoader)  # noqa: S506 - CfnLoader is a SafeLoader
+    data = yaml.load(text, Loader=CfnLoader)  # noqa: S506 - CfnLoader is a SafeLoader  # nosec B506
     if not isinstance(data, dict):
         raise ValueError("a template is a YAML mapping")
     return data

@@ -33,8 +33,8 @@ from facegate_local.sandboxes.base import Sandbox, SandboxRequest, SandboxRespon
 
 PATH = "/release/idcardface/validate"
 # The sandbox's own fixed key pair: it guards nothing but this loopback server.
-SECRET_ID = "AKIDsandboxJumei0000000000000000"  # noqa: S105
-SECRET_KEY = "sandbox-jumei-secret-key"  # noqa: S105
+SECRET_ID = "AKIDsandboxJumei0000000000000000"  # noqa: S105 - the sandbox's fake credential  # nosec B105
+SECRET_KEY = "sandbox-jumei-secret-key"  # noqa: S105 - the sandbox's fake credential  # nosec B105
 SOURCE = "market"
 # A fictional person: region 110105, born 1990-03-07, sequence 123, check digit 9.
 DEFAULT_ID_NUMBER = "110105199003071239"

@@ -77,8 +77,8 @@ class Kuaidi100Sandbox(Sandbox):
     @classmethod
     def default_credentials(cls) -> dict[str, str]:
         return {
-            "secret_key": "kd100-sandbox-key",
-            "secret_secret": "kd100-sandbox-secret",
+            "secret_key": "kd100-sandbox-key",  # the sandbox's fake credential  # nosec B105
+            "secret_secret": "kd100-sandbox-secret",  # the sandbox's fake credential  # nosec B105
             "secret_code": FACE_COMPARE_CODE,
         }
 

@@ -71,7 +71,7 @@ class ShuxunSandbox(Sandbox):
 
     @classmethod
     def default_credentials(cls) -> dict[str, str]:
-        return {"app_key": "sandbox-shuxun-app-key", "app_secret": "sandbox-shuxun-app-secret"}
+        return {"app_key": "sandbox-shuxun-app-key", "app_secret": "sandbox-shuxun-app-secret"}  # fake  # nosec B105
 
     def __init__(
         self,

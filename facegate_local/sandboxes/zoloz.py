@@ -373,13 +373,13 @@ def _b64(text: str) -> bytes:
 def _aes_encrypt(key: bytes, text: str) -> bytes:
     padder = block_padding.PKCS7(128).padder()
     data = padder.update(text.encode("utf-8")) + padder.finalize()
-    enc = Cipher(algorithms.AES(key), modes.ECB()).encryptor()  # noqa: S305 - ZOLOZ's RSA_AES is AES/ECB
+    enc = Cipher(algorithms.AES(key), modes.ECB()).encryptor()  # noqa: S305 - ZOLOZ's RSA_AES is AES/ECB  # nosec B305
     return enc.update(data) + enc.finalize()
 
 
 def _aes_decrypt(key: bytes, data: bytes) -> str:
     if not data or len(data) % 16:
         raise ValueError("not whole AES blocks")
-    dec = Cipher(algorithms.AES(key), modes.ECB()).decryptor()  # noqa: S305 - ZOLOZ's RSA_AES is AES/ECB
+    dec = Cipher(algorithms.AES(key), modes.ECB()).decryptor()  # noqa: S305 - ZOLOZ's RSA_AES is AES/ECB  # nosec B305
     unpadder = block_padding.PKCS7(128).unpadder()
     return (unpadder.update(dec.update(data) + dec.finalize()) + unpadder.finalize()).decode("utf-8")

@@ -575,7 +575,7 @@ class BatchJobs:
         if base <= 0:
             return 0.0
         delay = min(MAX_VISIBILITY_S, base * 2 ** max(0, receive_count - 1))
-        return delay * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not crypto
+        return delay * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not crypto  # nosec B311
 
     def _retry_delay(self, e: FacegateError, receive_count: int) -> float:
         """The backoff, and at least until the vendor's cooldown (if one is open) ends."""

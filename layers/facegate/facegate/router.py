@@ -197,7 +197,7 @@ class Router:
                 if counts_against_health(e):
                     self._note(self.health.record_failure, vid)
                 if retry_safe(e) and n < self.retry.max_retries:
-                    self.sleep(self.retry.backoff_s * (1 + random.random()))  # noqa: S311 - jitter, not crypto
+                    self.sleep(self.retry.backoff_s * (1 + random.random()))  # noqa: S311 - jitter, not crypto  # nosec B311
                     continue
                 raise
             attempts.add(vid, "ok", outcome.billed, started)

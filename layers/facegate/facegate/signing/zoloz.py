@@ -288,7 +288,7 @@ def _aes(aes_key: bytes) -> Cipher:
     # ECB is ZOLOZ's choice (Java's default "AES" transformation), not ours: both
     # sides must use it to interoperate. It leaks repeated blocks; TLS stays the
     # confidentiality guarantee and the RSA signature the integrity one.
-    return Cipher(algorithms.AES(aes_key), modes.ECB())  # noqa: S305
+    return Cipher(algorithms.AES(aes_key), modes.ECB())  # noqa: S305 - ZOLOZ's RSA_AES is AES/ECB (above)  # nosec B305
 
 
 def _b64decode(text: str | bytes) -> bytes:
