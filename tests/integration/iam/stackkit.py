@@ -38,23 +38,30 @@ LAMBDA_TRUST = {
 }
 
 
-class AwsManagedPolicies:
-    """SAM's policy loader, offline: names SAM adds by itself (basic execution, X-Ray, the
-    SQS poller) map to their well-known ARNs."""
+# SAM's translator runs in the SAM CLI's own venv (`make lint` makes it): it pins a pydantic
+# the runtime layer does not use, so it cannot share .venv.
+SAM_PYTHON = ROOT / ".venv-sam" / "bin" / "python"
+_TRANSFORM = """
+import json, sys
+from samtranslator.translator.transform import transform
 
-    def load(self) -> dict[str, str]:
-        names = (
-            "AWSLambdaBasicExecutionRole",
-            "AWSXrayWriteOnlyAccess",
-            "AWSLambdaSQSQueueExecutionRole",
-            "AWSXRayDaemonWriteAccess",
-        )
-        return {n: f"{AWS_MANAGED}service-role/{n}" if "Lambda" in n else f"{AWS_MANAGED}{n}" for n in names}
+class AwsManagedPolicies:  # SAM's policy loader, offline: the policies SAM adds itself
+    def load(self):
+        names = ("AWSLambdaBasicExecutionRole", "AWSXrayWriteOnlyAccess", "AWSLambdaSQSQueueExecutionRole")
+        role = ("AWSLambdaBasicExecutionRole", "AWSLambdaSQSQueueExecutionRole")
+        return {n: "arn:aws:iam::aws:policy/" + ("service-role/" if n in role else "") + n for n in names}
+
+data, parameters = json.load(sys.stdin)
+json.dump(transform(data, parameters, AwsManagedPolicies()), sys.stdout)
+"""
 
 
 def sam_transform(template: Template, parameters: Mapping[str, str] | None = None) -> dict[str, Any]:
-    from samtranslator.translator.transform import transform
+    """template.yaml as CloudFormation receives it, by SAM's own translator."""
+    import subprocess
 
+    if not SAM_PYTHON.exists():
+        raise RuntimeError(f"{SAM_PYTHON} is missing: `make lint` installs the SAM CLI (and its translator) there")
     data = copy.deepcopy(template.data)
     # As after `sam package`: code lives in S3 (the transform accepts nothing else).
     for logical, r in data["Resources"].items():
@@ -62,7 +69,17 @@ def sam_transform(template: Template, parameters: Mapping[str, str] | None = Non
         for uri in ("CodeUri", "ContentUri"):
             if uri in props:
                 props[uri] = f"s3://facegate-code/{logical}.zip"
-    return transform(data, dict(parameters or {}), AwsManagedPolicies())
+    done = subprocess.run(  # noqa: S603 - our venv's python, our script
+        [str(SAM_PYTHON), "-c", _TRANSFORM],
+        input=json.dumps([data, dict(parameters or {})]),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"SAM's transform failed: {done.stderr[-2000:]}")
+    return json.loads(done.stdout)
 
 
 @dataclass
