@@ -148,9 +148,11 @@ def _create_simple_table(b: Bootstrap, logical: str, props: dict[str, Any]) -> C
 
 def _create_secret(b: Bootstrap, logical: str, props: dict[str, Any]) -> Created:
     name = props.get("Name") or b.resolver.default_name(logical)
-    value = b.secret_values.get(name)
+    stored = b.secret_values.get(name)
+    value = props.get("SecretString")
     if value is None:
-        value = props.get("SecretString")
+        # No placeholder: the value given is the secret's first (and only) version.
+        value, stored = stored, None
     if value is None and "GenerateSecretString" in props:
         # CloudFormation generates a random password into the template's JSON.
         g = props["GenerateSecretString"]
@@ -161,7 +163,13 @@ def _create_secret(b: Bootstrap, logical: str, props: dict[str, Any]) -> Created
     kwargs = _pick(props, "Description")
     if value is not None:  # with neither value nor generator, CloudFormation makes an empty secret
         kwargs["SecretString"] = value
-    arn = b.client("secretsmanager").create_secret(Name=name, **kwargs)["ARN"]
+    sm = b.client("secretsmanager")
+    arn = sm.create_secret(Name=name, **kwargs)["ARN"]
+    if stored is not None:
+        # As in a deployed stage: the stack writes the template's placeholder, the
+        # operator then puts the credentials as a new version (put-secret-value), which
+        # is how GET /v1/vendors tells a configured vendor (facegate/secrets.py).
+        sm.put_secret_value(SecretId=arn, SecretString=stored)
     # Ref to a secret is its ARN, as in CloudFormation; Id is the same ARN.
     return Created(logical, "AWS::SecretsManager::Secret", arn, {"Id": arn, "Name": name})
 

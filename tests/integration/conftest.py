@@ -13,6 +13,7 @@ from moto import mock_aws
 TABLE = "facegate-test-results"
 IDEMPOTENCY_TABLE = "facegate-test-idempotency"
 STAGE = "test"
+PLACEHOLDER = {"configured": False}  # template.yaml's vendor secrets, as the stack creates them
 
 
 def _reset_caches() -> None:
@@ -53,10 +54,16 @@ def aws(monkeypatch):
 
         class Aws:
             table = boto3.resource("dynamodb").Table(TABLE)
+            reset_caches = staticmethod(_reset_caches)  # after changing FACEGATE_* variables
 
             @staticmethod
             def put_secret(vendor: str, value: dict) -> None:
-                sm.create_secret(Name=f"facegate/{STAGE}/vendors/{vendor}", SecretString=json.dumps(value))
+                """As in a deployed stage: the stack's placeholder, then (unless the value is the
+                placeholder itself) the operator's put-secret-value."""
+                name = f"facegate/{STAGE}/vendors/{vendor}"
+                sm.create_secret(Name=name, SecretString=json.dumps(PLACEHOLDER))
+                if value != PLACEHOLDER:
+                    sm.put_secret_value(SecretId=name, SecretString=json.dumps(value))
 
             def records(self) -> list[dict]:
                 items, kw = [], {"ConsistentRead": True}

@@ -105,17 +105,24 @@ def test_detect_and_features(aws, call_api, b64):
 
 
 def test_s3_image_input(aws, call_api, face_bytes, monkeypatch):
+    """The stage's bucket under FACEGATE_INPUTS_PREFIX, and the other buckets
+    FACEGATE_INPUT_BUCKETS lists: what template.yaml grants the functions."""
     import boto3
 
+    monkeypatch.setenv("FACEGATE_BUCKET", "facegate-test-stage")
+    monkeypatch.setenv("FACEGATE_INPUTS_PREFIX", "inputs/")
+    monkeypatch.setenv("FACEGATE_INPUT_BUCKETS", "facegate-test-images")
+    aws.reset_caches()
     s3 = boto3.client("s3")
-    s3.create_bucket(Bucket="facegate-test-images")
-    s3.put_object(Bucket="facegate-test-images", Key="in/obama2.jpg", Body=face_bytes("obama2.jpg"))
+    for bucket, key in (("facegate-test-stage", "inputs/obama2.jpg"), ("facegate-test-images", "in/obama2.jpg")):
+        s3.create_bucket(Bucket=bucket)
+        s3.put_object(Bucket=bucket, Key=key, Body=face_bytes("obama2.jpg"))
     status, got = call_api(
         "compare",
         "POST",
         "/v1/compare",
         {
-            "image1": {"s3": {"bucket": "facegate-test-images", "key": "in/obama2.jpg"}},
+            "image1": {"s3": {"key": "inputs/obama2.jpg"}},
             "image2": {"s3": {"bucket": "facegate-test-images", "key": "in/obama2.jpg"}},
         },
     )
@@ -128,7 +135,7 @@ def test_s3_image_input(aws, call_api, face_bytes, monkeypatch):
         "/v1/compare",
         {
             "image1": {"s3": {"bucket": "facegate-test-images", "key": "missing.jpg"}},
-            "image2": {"s3": {"bucket": "facegate-test-images", "key": "in/obama2.jpg"}},
+            "image2": {"s3": {"key": "inputs/obama2.jpg"}},
         },
     )
     assert (status, got["error"]["code"]) == (422, "IMAGE_UNAVAILABLE")
@@ -150,3 +157,39 @@ def test_answers_leave_out_fields_that_do_not_apply(aws, call_api, b64):
     assert status == 200, got
     assert {"image_width", "image_height"} <= set(got) and got["face_count"] == 1
     assert "confidence" in got["faces"][0]
+
+
+@pytest.mark.parametrize(
+    ("s3", "why"),
+    [
+        ({"key": "batches/x.jsonl"}, "inputs/"),  # the stage's bucket outside the prefix
+        ({"bucket": "facegate-test-stage", "key": "results/x.jsonl"}, "inputs/"),
+        ({"bucket": "someone-elses-bucket", "key": "inputs/a.jpg"}, "ExtraInputBuckets"),
+        ({"bucket": "a/../b", "key": "inputs/a.jpg"}, "bucket"),  # was a botocore ParamValidationError: 500
+        ({"bucket": "Upper_Case", "key": "inputs/a.jpg"}, "bucket"),
+        ({"bucket": "192.168.1.1", "key": "inputs/a.jpg"}, "bucket"),
+        ({"bucket": "xn--abc", "key": "inputs/a.jpg"}, "bucket"),
+        ({"bucket": "ab", "key": "inputs/a.jpg"}, "bucket"),
+        ({"key": "inputs/../results/x.jsonl"}, "segments"),
+        ({"key": "inputs/./a.jpg"}, "segments"),
+        ({"key": "inputs//a.jpg"}, "segments"),
+        ({"key": "inputs/"}, "segments"),
+        ({"key": "/inputs/a.jpg"}, "'/'"),
+        ({"key": "inputs/a\x00.jpg"}, "control"),
+        ({"key": "inputs/a\n.jpg"}, "control"),
+        ({"key": "inputs/" + "é" * 600}, "1024 bytes"),
+    ],
+)
+def test_s3_images_outside_what_the_stage_reads_are_the_callers_error(aws, call_api, monkeypatch, s3, why):
+    import boto3
+
+    monkeypatch.setenv("FACEGATE_BUCKET", "facegate-test-stage")
+    monkeypatch.setenv("FACEGATE_INPUTS_PREFIX", "inputs/")
+    aws.reset_caches()
+    boto3.client("s3").create_bucket(Bucket="facegate-test-stage")
+    calls = []
+    monkeypatch.setattr("facegate.service._s3", lambda: calls.append(1))  # no S3 call at all
+    status, got = call_api("compare", "POST", "/v1/compare", {"image1": {"s3": s3}, "image2": {"s3": s3}})
+    assert (status, got["error"]["code"]) == (400, "INVALID_REQUEST"), got
+    assert why in got["error"]["message"]
+    assert calls == []

@@ -9,6 +9,8 @@
 | FACEGATE_RESULT_TTL_DAYS | days a results-log record is kept | 90 |
 | FACEGATE_THRESHOLDS | JSON ``{"<vendor>": {"<level>": similarity}}`` threshold overrides | {} |
 | FACEGATE_BUCKET | bucket for ``{"s3": {"key": …}}`` images without a bucket | (none) |
+| FACEGATE_INPUTS_PREFIX | keys ``{"s3": …}`` images in FACEGATE_BUCKET must start with (API: ``inputs/``) | (any) |
+| FACEGATE_INPUT_BUCKETS | comma-separated other buckets ``{"s3": …}`` images may name | (none) |
 | FACEGATE_ALLOW_HTTP_URLS | accept plain-http image URLs (local sandboxes only) | false |
 | FACEGATE_URL_ALLOWLIST | local development only: hosts/CIDRs image URLs may reach though not public | (none) |
 | FACEGATE_CONNECT_TIMEOUT / FACEGATE_READ_TIMEOUT | per-vendor HTTP timeouts, seconds | 3.05 / 10 |
@@ -40,7 +42,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, BeforeValidator, Field
 
-from facegate.models import VENDOR_IDS, SecurityLevel, VendorId
+from facegate.models import VENDOR_IDS, S3Location, SecurityLevel, VendorId
 from facegate.vendors.base import RESPONSE_MAX_SKEW_S
 
 
@@ -71,6 +73,8 @@ class Settings(BaseModel):
         default_factory=dict
     )
     bucket: str | None = None
+    inputs_prefix: str | None = None
+    input_buckets: Annotated[list[str], BeforeValidator(_csv)] = Field(default_factory=list)
     allow_http_urls: bool = False
     url_allowlist: Annotated[list[str], BeforeValidator(_csv)] = Field(default_factory=list)
     connect_timeout: float = Field(default=3.05, gt=0, le=10)
@@ -99,6 +103,23 @@ class Settings(BaseModel):
     def secret_name(self, vendor_id: str) -> str:
         assert vendor_id in VENDOR_IDS
         return f"facegate/{self.stage}/vendors/{vendor_id}"
+
+    def s3_input_bucket(self, location: S3Location) -> str:
+        """The bucket an ``{"s3": …}`` image is read from: the stack's own (under
+        ``inputs_prefix`` when one is set) or one ``input_buckets`` lists, which are
+        exactly what the function's role may read (template.yaml). Anything else is
+        the caller's error, answered before any AWS call."""
+        from facegate.errors import InvalidRequest
+
+        bucket = location.bucket or self.bucket
+        if not bucket:
+            raise InvalidRequest("s3 images need a bucket (no default bucket is configured)")
+        if bucket == self.bucket:
+            if self.inputs_prefix and not location.key.startswith(self.inputs_prefix):
+                raise InvalidRequest(f"s3 image keys in the stage's bucket must start with {self.inputs_prefix!r}")
+        elif bucket not in self.input_buckets:
+            raise InvalidRequest("s3 images may only name the stage's bucket or one its ExtraInputBuckets lists")
+        return bucket
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:

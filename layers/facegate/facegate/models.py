@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit
@@ -30,11 +31,55 @@ class Strict(BaseModel):
 # --- images -------------------------------------------------------------------------
 
 
+# S3's general purpose bucket naming rules ("Bucket naming rules", Amazon S3 User Guide):
+# "between 3 and 63 characters long", "only lowercase letters, numbers, periods (.), and
+# hyphens (-)", "begin and end with a letter or number", "must not contain two adjacent
+# periods", "must not be formatted as an IP address", and the reserved prefixes and suffixes.
+_BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_IP_ADDRESS = re.compile(r"\d{1,3}(\.\d{1,3}){3}")
+_RESERVED_BUCKET_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
+_RESERVED_BUCKET_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+
+
 class S3Location(Strict):
-    bucket: Annotated[str, StringConstraints(min_length=3, max_length=63)] | None = Field(
-        default=None, description="Defaults to the stack's own bucket."
-    )
+    """An object to read an image from. Names are checked here, before any AWS call:
+    a bucket S3 could not have (``a/../b``) or a key that is not a plain path (``..``,
+    ``.`` or empty segments, a leading ``/``, control characters) is the caller's error.
+    Such keys are legal in S3, but URL normalisation along the way could turn them into
+    another object than the one the prefix check saw. Which buckets and prefixes a stage
+    reads from is the service's decision (``Settings.s3_input_bucket``)."""
+
+    bucket: str | None = Field(default=None, description="Defaults to the stack's own bucket.")
     key: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+
+    @field_validator("bucket")
+    @classmethod
+    def _bucket_name(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        if (
+            not _BUCKET_NAME.fullmatch(v)
+            or ".." in v
+            or _IP_ADDRESS.fullmatch(v)
+            or v.startswith(_RESERVED_BUCKET_PREFIXES)
+            or v.endswith(_RESERVED_BUCKET_SUFFIXES)
+        ):
+            raise ValueError("bucket is not a valid S3 bucket name")
+        return v
+
+    @field_validator("key")
+    @classmethod
+    def _plain_key(cls, v: str) -> str:
+        if len(v.encode()) > 1024:  # S3's limit is 1,024 bytes of UTF-8
+            raise ValueError("key is longer than 1024 bytes")
+        if _CONTROL_CHARACTERS.search(v):
+            raise ValueError("key contains control characters")
+        if v.startswith("/"):
+            raise ValueError("key must not start with '/'")
+        if any(segment in ("", ".", "..") for segment in v.split("/")):
+            raise ValueError("key must not have empty, '.' or '..' segments")
+        return v
 
 
 class ImageInput(Strict):

@@ -53,9 +53,29 @@ def load_credentials(vendor: type[Vendor], cfg: Settings | None = None) -> Crede
 
 
 def is_configured(vendor: type[Vendor], cfg: Settings | None = None) -> bool:
+    """Whether the vendor's credentials have been stored, without reading them.
+
+    The stack creates each vendor secret with the placeholder ``{"configured": false}``;
+    storing the credentials (``put-secret-value``) makes a new version current and moves
+    Secrets Manager's AWSPREVIOUS label onto the placeholder. So a secret configured by
+    the operator is one with a version labelled AWSPREVIOUS, which DescribeSecret shows:
+    the listing needs ``secretsmanager:DescribeSecret``, never GetSecretValue. (Writing
+    the placeholder back with put-secret-value still counts as configured; the calls
+    themselves then answer VENDOR_NOT_CONFIGURED.)"""
     if vendor.credentials_model is None:
         return vendor.available()
+    cfg = cfg or settings()
+    return _has_replaced_value(cfg.secret_name(vendor.id))
+
+
+def _has_replaced_value(name: str) -> bool:
+    import boto3
+    from botocore.exceptions import ClientError
+
     try:
-        return load_credentials(vendor, cfg) is not None
-    except VendorNotConfigured:
-        return False
+        described = boto3.client("secretsmanager").describe_secret(SecretId=name)
+    except ClientError as e:
+        if e.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+            return False
+        raise
+    return any("AWSPREVIOUS" in stages for stages in (described.get("VersionIdsToStages") or {}).values())

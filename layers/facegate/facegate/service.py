@@ -477,6 +477,9 @@ class _Inputs:
         self.inputs = inputs
         self.call = call
         self._decoded: list[imagelib.Image | None] = [None] * len(inputs)
+        for inp in inputs:  # every s3 image's place is checked before any is read
+            if inp.s3 is not None:
+                service.cfg.s3_input_bucket(inp.s3)
         for i, inp in enumerate(inputs):
             if inp.kind == "base64":
                 self._decoded[i] = imagelib.load_bytes(imagelib.decode_base64(inp.base64 or ""))
@@ -542,9 +545,7 @@ class _Inputs:
         from botocore.exceptions import ClientError, ParamValidationError
 
         assert inp.s3 is not None
-        bucket = inp.s3.bucket or self.service.cfg.bucket
-        if not bucket:
-            raise InvalidRequest("s3 images need a bucket (no default bucket is configured)")
+        bucket = self.service.cfg.s3_input_bucket(inp.s3)
         try:
             obj = _s3().get_object(Bucket=bucket, Key=inp.s3.key)
         except ParamValidationError:  # botocore's own checks (a bucket name like "a/../b"), before any call
