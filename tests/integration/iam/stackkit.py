@@ -118,6 +118,8 @@ class Stack:
         self.managed_arns: dict[str, str] = {}
         self.managed_docs: dict[str, dict[str, Any]] = {}
         for logical, r in self.template.of_type("AWS::IAM::ManagedPolicy").items():
+            if "Condition" in r and not self.resolver.condition(r["Condition"]):
+                continue  # e.g. KmsUsePolicy, only with a KmsKeyArn
             doc = self.resolver.resolve(r["Properties"]["PolicyDocument"])
             arn = self.iam.create_policy(PolicyName=f"{stage}-{logical}", PolicyDocument=json.dumps(doc))["Policy"][
                 "Arn"

@@ -59,7 +59,12 @@ EXPECTED = {
     "DetectFunction": API_OPERATION | secrets("Face2Secret"),
     "FeaturesFunction": API_OPERATION | secrets("Face2Secret"),
     "VerifyIdentityFunction": API_OPERATION | secrets("JumeiSecret", "PepperSecret"),
-    "ResultsFunction": {"dynamodb:GetItem ResultsTable"},
+    # GET reads one record; DELETE erases it and the call's Idempotency-Key record.
+    "ResultsFunction": {
+        "dynamodb:GetItem ResultsTable",
+        "dynamodb:DeleteItem ResultsTable",
+        "dynamodb:DeleteItem IdempotencyTable",
+    },
     "VendorsFunction": {f"secretsmanager:DescribeSecret {s}" for s in VENDOR_SECRETS} | {"dynamodb:GetItem StateTable"},
     "BatchesFunction": {
         f"dynamodb:{a} BatchTable{index}"

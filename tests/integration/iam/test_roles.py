@@ -192,8 +192,13 @@ def test_a_batch_runs_under_the_batch_roles(stack, face_bytes):
     report = json.loads(s3.get_object(Bucket=bucket, Key="results/one.jsonl")["Body"].read().splitlines()[0])
     assert report["status"] == "ok" and report["result"]["decision"] == "match", report
     with running_as(stack, "BatchesFunction"):
+        batch_id = json.loads(received[0]["Body"])["batch_id"]  # by id only: a manifest name is guessable
         status, got = api(
-            "batches", "GET", "/v1/batches/one", resource="/v1/batches/{batch_id}", path_parameters={"batch_id": "one"}
+            "batches",
+            "GET",
+            f"/v1/batches/{batch_id}",
+            resource="/v1/batches/{batch_id}",
+            path_parameters={"batch_id": batch_id},
         )
         assert status == 200, got
         assert (got["status"], got["done"], got["ok"]) == ("done", 1, 1)
