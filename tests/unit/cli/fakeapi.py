@@ -7,6 +7,7 @@ import json
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
@@ -55,6 +56,7 @@ class FakeApi:
     def __init__(self, port: int = 0) -> None:
         self.seen: list[Seen] = []
         self.routes: dict[tuple[str, str], list[Reply]] = {}
+        self.prefixes: list[tuple[str, str, Callable[[Seen], Reply]]] = []
         api = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -67,7 +69,10 @@ class FakeApi:
                 parts = urlsplit(self.path)
                 api.seen.append(Seen(self.command, parts.path, parse_qs(parts.query), dict(self.headers), body))
                 replies = api.routes.get((self.command, parts.path))
-                if replies:
+                dynamic = [f for m, p, f in api.prefixes if m == self.command and parts.path.startswith(p)]
+                if dynamic:
+                    reply = dynamic[0](api.seen[-1])
+                elif replies:
                     reply = replies.pop(0) if len(replies) > 1 else replies[0]
                 else:
                     reply = error_reply(404, "NOT_FOUND")
@@ -96,6 +101,10 @@ class FakeApi:
 
     def on(self, method: str, path: str, *replies: Reply) -> None:
         self.routes[(method, path)] = list(replies)
+
+    def on_prefix(self, method: str, prefix: str, answer: Callable[[Seen], Reply]) -> None:
+        """Every path under ``prefix`` answered by ``answer(request)``."""
+        self.prefixes.append((method, prefix, answer))
 
     def stop(self) -> None:
         self.server.shutdown()
