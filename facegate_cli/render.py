@@ -81,10 +81,17 @@ def _plain(value: Any) -> str:
     return str(value)
 
 
+def width(text: str) -> int:
+    """Columns on a terminal: East Asian wide characters (vendor names in Chinese) take two."""
+    import unicodedata
+
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
 def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
     cells = [[str(c) for c in header], *[["" if c is None else str(c) for c in row] for row in rows]]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
+    widths = [max(width(r[i]) for r in cells) for i in range(len(header))]
+    return ["  ".join(c + " " * (w - width(c)) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
 
 
 def vendors(answer: VendorsResponse) -> list[str]:

@@ -246,3 +246,15 @@ def test_results_reads_and_deletes(run, fake_api):
 def test_results_of_an_unknown_id_is_an_api_error(run, fake_api):
     code, _, err = run("results", "delete", "01NOPE")
     assert code == 1 and one_line(err).startswith("error: NOT_FOUND: ")
+
+
+def test_tables_line_up_with_chinese_vendor_names(run, fake_api):
+    wide = {**VENDORS_ANSWER["vendors"][1], "id": "jumei", "name": "聚美智数 ID"}
+    fake_api.on("GET", "/v1/vendors", ok_reply({**VENDORS_ANSWER, "vendors": [*VENDORS_ANSWER["vendors"], wide]}))
+    code, out, _ = run("vendors")
+    assert code == 0
+    header, local, _, jumei = out.splitlines()[:4]
+    # "configured" starts in the same terminal column on every row (a wide character is two columns).
+    column = header.index("configured")
+    assert local.index("yes") == column
+    assert jumei.index("no") + sum(1 for ch in jumei[: jumei.index("no")] if "\u4e00" <= ch <= "\u9fff") == column
