@@ -18,6 +18,16 @@ pytestmark = pytest.mark.e2e
 FACEGATE = Path(sys.executable).parent / "facegate"  # installed by the set-up's `pip install -e .`
 
 
+@pytest.fixture(scope="module")
+def server(local_server_factory, tmp_path_factory):
+    """A server of this module's own: the session's ``local_server`` checks that its stdout
+    holds only the ready line, and the first invocation of a function prints Powertools'
+    cold-start metric there (``single_metric`` ignores POWERTOOLS_METRICS_DISABLED)."""
+    credentials = tmp_path_factory.mktemp("cli-credentials") / "credentials.json"
+    credentials.write_text(json.dumps({"shuxun": {"app_key": "cli-app-key", "app_secret": "cli-app-secret"}}))
+    return local_server_factory(FACEGATE_CREDENTIALS=str(credentials), FACEGATE_API_KEY="cli-e2e-key")
+
+
 def facegate(*argv: str, server=None, timeout: float = 120, cwd: Path | None = None) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FACEGATE_")}
     if server is not None:
@@ -31,54 +41,54 @@ def test_the_set_up_installs_the_command():
     assert FACEGATE.is_file() and os.access(FACEGATE, os.X_OK)
 
 
-def test_compare_of_the_same_man_prints_a_match(local_server, faces):
-    done = facegate("compare", str(faces / "obama.jpg"), str(faces / "obama2.jpg"), server=local_server)
+def test_compare_of_the_same_man_prints_a_match(server, faces):
+    done = facegate("compare", str(faces / "obama.jpg"), str(faces / "obama2.jpg"), server=server)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("match — same person (similarity 0.7")
     assert "vendor local" in done.stdout and done.stderr == ""
 
 
-def test_compare_of_two_men_prints_no_match(local_server, faces):
-    done = facegate("compare", str(faces / "obama.jpg"), str(faces / "biden.jpg"), server=local_server)
+def test_compare_of_two_men_prints_no_match(server, faces):
+    done = facegate("compare", str(faces / "obama.jpg"), str(faces / "biden.jpg"), server=server)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("no match — different people")
 
 
-def test_compare_json_is_the_apis_answer_and_its_record_can_be_read_back(local_server, faces):
-    done = facegate("compare", str(faces / "obama.jpg"), str(faces / "obama2.jpg"), "--json", server=local_server)
+def test_compare_json_is_the_apis_answer_and_its_record_can_be_read_back(server, faces):
+    done = facegate("compare", str(faces / "obama.jpg"), str(faces / "obama2.jpg"), "--json", server=server)
     assert done.returncode == 0, done.stderr
     answer = CompareResponse.model_validate_json(done.stdout)
     assert answer.decision == "match" and answer.vendor == "local" and answer.match is True
-    record = facegate("results", answer.request_id, "--json", server=local_server)
+    record = facegate("results", answer.request_id, "--json", server=server)
     assert record.returncode == 0, record.stderr
     assert json.loads(record.stdout)["request_id"] == answer.request_id
 
 
-def test_a_missing_file_is_one_stderr_line_and_a_failure(local_server, faces, tmp_path):
-    done = facegate("compare", str(faces / "obama.jpg"), str(tmp_path / "nobody.jpg"), server=local_server)
+def test_a_missing_file_is_one_stderr_line_and_a_failure(server, faces, tmp_path):
+    done = facegate("compare", str(faces / "obama.jpg"), str(tmp_path / "nobody.jpg"), server=server)
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.splitlines() == [f"facegate: error: {tmp_path / 'nobody.jpg'}: no such file"]
 
 
-def test_a_refused_request_is_one_line_with_the_contract_code(local_server, tmp_path):
+def test_a_refused_request_is_one_line_with_the_contract_code(server, tmp_path):
     not_a_photo = tmp_path / "notes.jpg"
     not_a_photo.write_text("shopping list")
-    done = facegate("detect", str(not_a_photo), server=local_server)
+    done = facegate("detect", str(not_a_photo), server=server)
     assert done.returncode == 1 and done.stdout == ""
     [line] = done.stderr.splitlines()
     assert line.startswith("error: UNSUPPORTED_IMAGE_FORMAT: ") or line.startswith("error: INVALID_IMAGE: ")
     assert "(request_id " in line
 
 
-def test_detect_and_vendors_in_words(local_server, faces):
-    done = facegate("detect", str(faces / "obama.jpg"), server=local_server)
+def test_detect_and_vendors_in_words(server, faces):
+    done = facegate("detect", str(faces / "obama.jpg"), server=server)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("1 face (vendor local")
-    vendors = facegate("vendors", server=local_server)
+    vendors = facegate("vendors", server=server)
     assert vendors.returncode == 0, vendors.stderr
     rows = {line.split()[0]: line.split() for line in vendors.stdout.splitlines()[1:-1]}
     assert rows["local"][1] == "*" and "yes" in rows["local"]
-    assert "yes" in rows["shuxun"] and "no" in rows["zoloz"]  # the e2e server configures shuxun only
+    assert "yes" in rows["shuxun"] and "no" in rows["zoloz"]  # this server configures shuxun only
 
 
 def test_batch_run_runs_a_folder_locally(faces, tmp_path):
