@@ -345,8 +345,8 @@ class Client:
             if r.ok:
                 if key is not None:
                     self.idempotency_supported = True
-                return Answer(r.status_code, r.text, r.headers)
-            error = ApiError.from_response(r.status_code, r.text, r.headers)
+                return Answer(r.status_code, _text(r), r.headers)
+            error = ApiError.from_response(r.status_code, _text(r), r.headers)
             if error.code == IDEMPOTENCY_NOT_CONFIGURED and key is not None and not self.require_idempotency:
                 # The server refused the header before running anything: the same
                 # request without it is the first one to run.
@@ -460,6 +460,11 @@ class Client:
 
 
 # --- helpers -----------------------------------------------------------------------------------
+
+
+def _text(response: requests.Response) -> str:
+    # JSON is UTF-8 (RFC 8259); requests would guess a charset the API never names.
+    return response.content.decode("utf-8", errors="replace")
 
 
 def usage_params(from_: str | None, to: str | None) -> dict[str, str]:

@@ -83,7 +83,7 @@ class FakeApi:
                     self.send_response(reply.status)
                     for k, v in reply.headers.items():
                         self.send_header(k, v)
-                    if data:
+                    if data and "Content-Type" not in reply.headers:
                         self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(data)))
                     self.end_headers()

@@ -4,6 +4,7 @@ with which Idempotency-Key, after how long; and how answers and errors come back
 from __future__ import annotations
 
 import base64
+import json
 import uuid
 
 import pytest
@@ -235,3 +236,11 @@ def test_a_lost_answer_to_a_read_is_retried(fake_api):
     )
     client, _ = make_client(fake_api.url, read_timeout=0.3)
     assert client.vendors().default_vendor == "local" and len(fake_api.seen) == 2
+
+
+def test_answers_are_read_as_utf8_whatever_the_content_type_says(fake_api):
+    vendor = {"id": "jumei", "name": "聚美智数", "operations": [], "configured": False}
+    body = json.dumps({"vendors": [vendor], "default_vendor": "local"}, ensure_ascii=False)
+    fake_api.on("GET", "/v1/vendors", Reply(200, body, {"Content-Type": "text/plain"}))
+    client, _ = make_client(fake_api.url)
+    assert client.vendors().vendors[0].name == "聚美智数"
