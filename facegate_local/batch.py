@@ -523,22 +523,12 @@ class LocalBatches:
         return self.s3().put_object(Bucket=self.bucket, Key=key, Body=data)
 
     def upload_folder(self, root: Path, manifest: Path, skip: Iterable[Path] = ()) -> str:
-        """Every file under ``root`` (but the manifest, hidden files and ``skip``) under
-        its relative path, then the manifest as ``batches/<stem><suffix>``. The name."""
-        skipped = [p.resolve() for p in skip]
-        for path in sorted(root.rglob("*")):
-            rel = path.relative_to(root)
-            if (
-                not path.is_file()
-                or path.resolve() == manifest.resolve()
-                or any(part.startswith(".") for part in rel.parts)
-                or any(path.resolve().is_relative_to(s) for s in skipped)
-            ):
-                continue
-            self.upload(rel.as_posix(), path.read_bytes())
-        name = manifest.stem
-        self.upload(f"batches/{name}{manifest.suffix.lower()}", manifest.read_bytes())
-        return name
+        """Every file of the folder (``folder_files``), then the manifest as
+        ``batches/<stem><suffix>``. The name."""
+        for key, path in folder_files(root, manifest, skip):
+            self.upload(key, path.read_bytes())
+        self.upload(manifest_key(manifest), manifest.read_bytes())
+        return manifest.stem
 
     def meta(self, id_or_name: str):
         """A batch by id, or the newest batch of a manifest name (the runner knows the
@@ -645,6 +635,29 @@ class LocalBatches:
 # --- the command ------------------------------------------------------------------------------
 
 
+def folder_files(root: Path, manifest: Path, skip: Iterable[Path] = ()) -> list[tuple[str, Path]]:
+    """(S3 key, file) for every file under ``root`` but the manifest, hidden files and
+    ``skip``: each under its path relative to the folder. The ``facegate`` CLI's
+    ``batch submit`` uploads the same files."""
+    skipped = [p.resolve() for p in skip]
+    files = []
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root)
+        if (
+            not path.is_file()
+            or path.resolve() == manifest.resolve()
+            or any(part.startswith(".") for part in rel.parts)
+            or any(path.resolve().is_relative_to(s) for s in skipped)
+        ):
+            continue
+        files.append((rel.as_posix(), path))
+    return files
+
+
+def manifest_key(manifest: Path) -> str:
+    return f"batches/{manifest.stem}{manifest.suffix.lower()}"
+
+
 def find_manifest(path: Path) -> tuple[Path, Path]:
     """(root folder, manifest file) for a folder or a manifest."""
     if path.is_file():
@@ -661,7 +674,13 @@ def find_manifest(path: Path) -> tuple[Path, Path]:
     return path, found[0]
 
 
-def main(argv: list[str] | None = None, environ: MutableMapping[str, str] = os.environ) -> int:
+def main(
+    argv: list[str] | None = None,
+    environ: MutableMapping[str, str] = os.environ,
+    on_progress: Callable[[Any], None] | None = None,
+) -> int:
+    """The command; ``on_progress(meta)`` replaces the progress lines on stderr (the
+    ``facegate batch run`` CLI draws a progress bar with it)."""
     parser = argparse.ArgumentParser(
         prog="python -m facegate_local.batch",
         description="Run a batch locally: manifest + images from a folder, AWS emulated in-process.",
@@ -706,9 +725,11 @@ def main(argv: list[str] | None = None, environ: MutableMapping[str, str] = os.e
             f"uploaded {manifest.name} as s3://{local.bucket}/batches/{name}{manifest.suffix.lower()}", file=sys.stderr
         )
 
-        def progress(meta) -> None:
+        def print_progress(meta) -> None:
             total = "?" if meta.total is None else meta.total
             print(f"batch {meta.batch_id} ({meta.name}): {meta.status}, {meta.done}/{total} done", file=sys.stderr)
+
+        progress = on_progress or print_progress
 
         meta = local.run(name, workers=max(1, args.workers), timeout_s=args.timeout, on_progress=progress)
         progress(meta)

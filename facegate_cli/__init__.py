@@ -1,0 +1,1 @@
+"""``facegate``: the command line for the facegate API (see ``facegate_cli.main``)."""
