@@ -167,30 +167,49 @@ API_EXPECTED = {
     "features": {200},
     # no vendor credentials in this stack: the contract's 503, not a crash
     "verify_identity": {200, 503},
-    "results": {404},  # the sample's request id was never logged here
+    "results": {404},  # the samples' request id was never logged here (GET and DELETE alike)
     "vendors": {200},
     "batches": {200},  # run last: the batch functions before it made the sample's batch
 }
 
 
+def samples() -> dict[str, list[str]]:
+    """Each function's sample events: ``events/<function>.json`` and ``events/<function>_<case>.json``."""
+    found: dict[str, list[str]] = {}
+    for path in sorted(EVENTS.glob("*.json")):
+        function = next(
+            (
+                d.name
+                for d in (ROOT / "functions").iterdir()
+                if path.stem in (d.name,) or path.stem.startswith(d.name + "_")
+            ),
+            None,
+        )
+        assert function is not None, f"{path.name} is the sample of no function"
+        found.setdefault(function, []).append(path.stem)
+    return found
+
+
 def test_every_function_runs_from_its_built_layers_alone(opt, stack):
     functions = stack["functions"]
     names = {Path(fn["code_dir"]).name: fn for fn in functions.values()}
-    assert set(names) == {p.stem for p in EVENTS.glob("*.json")}, "every function has a sample event, and only those"
+    events = samples()
+    assert set(names) == set(events), "every function has a sample event"
     # A batch in its own order (split, work, drain, progress), then the API functions.
     order = ["batch_splitter", "batch_worker", "batch_dlq", "batches"]
     for name in order + sorted(set(names) - set(order)):
         fn = names[name]
         assert not fn["unresolved"], f"{name}: environment not resolvable: {fn['unresolved']}"
-        out = invoke(fn, opt, stack["endpoint"], EVENTS / f"{name}.json")
-        assert out["outside"] == [], f"{name} imported modules from outside its layers: {out['outside']}"
-        result = out["result"]
-        if name in API_EXPECTED:
-            body = json.loads(result["body"]) if result.get("body") else {}
-            assert result["statusCode"] in API_EXPECTED[name], f"{name}: {result['statusCode']} {body}"
-            assert (body.get("error") or {}).get("code") != "INTERNAL_ERROR"
-        else:  # SQS-triggered: the partial-batch response, with nothing failed
-            assert result == {"batchItemFailures": []}, f"{name}: {result}"
+        for sample in events[name]:
+            out = invoke(fn, opt, stack["endpoint"], EVENTS / f"{sample}.json")
+            assert out["outside"] == [], f"{sample} imported modules from outside its layers: {out['outside']}"
+            result = out["result"]
+            if name in API_EXPECTED:
+                body = json.loads(result["body"]) if result.get("body") else {}
+                assert result["statusCode"] in API_EXPECTED[name], f"{sample}: {result['statusCode']} {body}"
+                assert (body.get("error") or {}).get("code") != "INTERNAL_ERROR"
+            else:  # SQS-triggered: the partial-batch response, with nothing failed
+                assert result == {"batchItemFailures": []}, f"{sample}: {result}"
 
 
 def test_a_handler_that_imports_what_its_layers_lack_fails_here(opt, stack, tmp_path):
