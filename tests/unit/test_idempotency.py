@@ -66,3 +66,16 @@ def _answer(status: int, retryable: bool | None = None) -> dict:
 )
 def test_only_final_answers_are_kept(answer, kept):
     assert is_final(answer) is kept
+
+
+def test_the_key_hash_is_pinned_to_sha256():
+    """A known answer: SHA-256 of the JSON of [tenant, key] (`printf '%s' '["tenant-a", "order-17"]' |
+    sha256sum`). Stored ids are hashed keys, never the keys; a weaker or different hash (MD5, say)
+    would also orphan every stored record. tests/integration/test_records_and_tenancy.py holds
+    ``record_id`` equal to the id Powertools really stores."""
+    from facegate.idempotency import record_id
+    from facegate.models import Operation
+
+    assert record_id(Operation.COMPARE, "tenant-a", "order-17") == (
+        "facegate.compare#33a3497b223df4c4b64ec853cfdc95e25174284ced7cac8f794d1ced809e8f1a"
+    )

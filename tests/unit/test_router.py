@@ -230,3 +230,21 @@ def test_every_asks_all_vendors_and_reports_each():
     assert [vid for vid, _, _ in results] == ["a", "b", "c"]
     assert isinstance(results[1][2], errors.VendorRateLimited)
     assert results[2][2].label == "c"
+
+
+@pytest.mark.parametrize(("left", "starts"), [(0.749, False), (0.75, True), (0.751, True)])
+def test_the_minimum_time_for_an_attempt_is_the_documented_three_quarters_of_a_second(monkeypatch, left, starts):
+    """README: "No vendor attempt starts with less than 0.75 s left". A frozen clock puts the
+    deadline just under, at and just over the line."""
+    import facegate.router as router_module
+
+    monkeypatch.setattr(router_module.time, "monotonic", lambda: 1000.0)
+    script = Script(a=[Outcome()])
+    attempts = Attempts()
+    if starts:
+        router().first(plan("a"), script, attempts, 1000.0 + left)
+        assert script.calls == ["a"]
+    else:
+        with pytest.raises(errors.DeadlineExceeded):
+            router().first(plan("a"), script, attempts, 1000.0 + left)
+        assert script.calls == [] and attempts.items[0].outcome == "VENDOR_TIMEOUT"
