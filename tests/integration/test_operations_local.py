@@ -175,7 +175,7 @@ def test_answers_leave_out_fields_that_do_not_apply(aws, call_api, b64):
         ({"key": "inputs//a.jpg"}, "segments"),
         ({"key": "inputs/"}, "segments"),
         ({"key": "/inputs/a.jpg"}, "'/'"),
-        ({"key": "inputs/a\x00.jpg"}, "control"),
+        ({"key": "inputs/a\x00.jpg"}, "NUL"),  # refused with the body's text, before the model sees it
         ({"key": "inputs/a\n.jpg"}, "control"),
         ({"key": "inputs/" + "é" * 600}, "1024 bytes"),
     ],
