@@ -263,7 +263,8 @@ class Vendor(ABC):
         missing = sorted(n for n in dir(cls) if getattr(getattr(cls, n, None), "__isabstractmethod__", False))
         if declared != implemented or missing:
             raise TypeError(
-                f"vendor class {cls.__name__} declares {sorted(declared)} but implements {sorted(implemented)}"
+                f"vendor class {cls.__name__} declares {sorted(op.value for op in declared)}"
+                f" but implements {sorted(op.value for op in implemented)}"
                 + (f" and lacks {', '.join(missing)}" if missing else "")
             )
 
