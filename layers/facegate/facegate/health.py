@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import threading
 import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -42,9 +43,9 @@ class VendorHealth:
         return {"state": self.state, "recent_failures": self.failures, "open_until": self.open_until}
 
 
-class HealthBook:
+class HealthBook(ABC):
     """The interface the router uses; ``MemoryHealthBook`` and ``DynamoHealthBook``
-    differ only in where the numbers live."""
+    differ only in where the numbers live (the four abstract methods)."""
 
     def __init__(self, policy: CooldownPolicy | None = None, clock=time.time):
         self.policy = policy or CooldownPolicy()
@@ -70,19 +71,21 @@ class HealthBook:
         )
         return VendorHealth(vendor, "closed", failures)
 
-    # --- to implement ------------------------------------------------------------------
+    # --- where the numbers live ----------------------------------------------------------
 
+    @abstractmethod
     def _read(self, vendor: str) -> dict[str, Any]:
-        raise NotImplementedError
+        """The vendor's stored item (``failures``, ``window_start``, ``open_until`` …)."""
 
+    @abstractmethod
     def _claim_probe(self, vendor: str) -> bool:
-        raise NotImplementedError
+        """Claim the one half-open probe; False if another request holds it."""
 
-    def record_success(self, vendor: str) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def record_success(self, vendor: str) -> None: ...
 
-    def record_failure(self, vendor: str) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def record_failure(self, vendor: str) -> None: ...
 
 
 class MemoryHealthBook(HealthBook):

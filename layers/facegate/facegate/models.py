@@ -9,8 +9,11 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
-VENDOR_IDS = ("local", "shuxun", "kuaidi100", "face2", "zoloz", "jumei")
-VendorId = Literal["local", "shuxun", "kuaidi100", "face2", "zoloz", "jumei"]
+from facegate.vendors import vendor_ids
+
+# The registry is the one list of vendors: a dict of strings, importing no vendor module.
+VENDOR_IDS: tuple[str, ...] = tuple(vendor_ids())
+VendorId = Literal[VENDOR_IDS]  # type: ignore[valid-type]
 SecurityLevel = Literal["low", "normal", "high"]
 Decision = Literal["match", "no_match", "uncertain"]
 

@@ -503,7 +503,7 @@ class _Inputs:
     def check_for(inputs: list[ImageInput], cls: type[Vendor]) -> None:
         """Refuse inputs a planned vendor could never take, before any call."""
         for inp in inputs:
-            if inp.kind == "face_token" and cls.id != "kuaidi100":
+            if inp.kind == "face_token" and not cls.accepts_face_tokens:
                 raise InvalidRequest(f"face_token images are only accepted by kuaidi100, not '{cls.id}'")
 
     def refs_for(self, vendor: Vendor) -> list[ImageRef]:

@@ -17,7 +17,7 @@ from facegate.models import Operation
 from facegate.transport import Transport
 from facegate.vendors import vendor_class
 from facegate.vendors.base import CallContext, HttpResponse, ImageRef, decide
-from facegate.vendors.shuxun import ERRORS, RESULTS, ShuxunCredentials, ShuxunVendor
+from facegate.vendors.shuxun import ERRORS, RESULTS, SUCCESS_RESULT, ShuxunCredentials, ShuxunVendor
 
 # A 16x16 greyscale PNG, made once with Pillow and pasted: its base64 holds "+", "/"
 # and "=", the three characters form encoding must escape.
@@ -266,7 +266,7 @@ DOCUMENTED_CODES = [
 
 def test_the_table_covers_exactly_the_documented_codes():
     assert set(ERRORS) == {code for code, _, _ in DOCUMENTED_CODES}
-    assert set(RESULTS) == {"1", "2", "3"}
+    assert set(RESULTS) | {SUCCESS_RESULT} == {"1", "2", "3"}
 
 
 @pytest.mark.parametrize(("code", "msg", "cls"), DOCUMENTED_CODES)

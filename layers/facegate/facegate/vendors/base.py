@@ -10,15 +10,17 @@ transport. That is what makes golden-request tests possible.
 from __future__ import annotations
 
 import itertools
-from abc import ABC
-from collections.abc import Mapping, Sequence
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar
+from types import EllipsisType
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
 from pydantic import BaseModel, ConfigDict
 
-from facegate.errors import UnsupportedOperation
+from facegate.errors import FacegateError, UnsupportedOperation, VendorError
 from facegate.models import Decision, Operation, SecurityLevel
 
 if TYPE_CHECKING:
@@ -232,7 +234,14 @@ def _verdict(outcome: CompareOutcome) -> Decision | None:
 
 
 class Vendor(ABC):
-    """One vendor. Subclasses set the class attributes and implement their operations."""
+    """One vendor. Subclasses set the class attributes and implement their operations.
+
+    An adapter declares ``operations`` and implements exactly those: the operation's
+    method below (``compare`` …) for a vendor that runs in-process, or the two hooks of
+    the operation's capability class for one reached over HTTP (``HttpCompare`` …). A
+    class that declares an operation it does not implement, or implements one it does
+    not declare, fails when it is defined, not on its first request.
+    """
 
     id: ClassVar[str]
     name: ClassVar[str]
@@ -240,7 +249,24 @@ class Vendor(ABC):
     credentials_model: ClassVar[type[Credentials] | None] = None  # None: needs no secret
     limits: ClassVar[ImageLimits]
     accepts_urls: ClassVar[bool] = False  # URL inputs go straight through
+    # ``{"face_token": …}`` inputs go straight through: tokens the vendor itself issued.
+    accepts_face_tokens: ClassVar[bool] = False
     options_model: ClassVar[type[BaseModel] | None] = None  # the request's ``options``, validated
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        declared = getattr(cls, "operations", None)
+        if declared is None:
+            return  # a layer between Vendor and the adapters (HttpVendor, HttpCompare …)
+        implemented = {op for op, default in _UNSUPPORTED.items() if getattr(cls, default.__name__) is not default}
+        # ABC refuses to instantiate a class with abstract hooks left; say so now instead.
+        missing = sorted(n for n in dir(cls) if getattr(getattr(cls, n, None), "__isabstractmethod__", False))
+        if declared != implemented or missing:
+            raise TypeError(
+                f"vendor class {cls.__name__} declares {sorted(op.value for op in declared)}"
+                f" but implements {sorted(op.value for op in implemented)}"
+                + (f" and lacks {', '.join(missing)}" if missing else "")
+            )
 
     @classmethod
     def parse_options(cls, options: Mapping[str, Any]) -> BaseModel | None:
@@ -286,9 +312,19 @@ class Vendor(ABC):
         raise self._unsupported(Operation.VERIFY_IDENTITY)
 
 
+# Each operation's method as Vendor leaves it: a vendor that still has it does not offer it.
+_UNSUPPORTED: Mapping[Operation, Callable[..., Any]] = {
+    Operation.COMPARE: Vendor.compare,
+    Operation.DETECT: Vendor.detect,
+    Operation.FEATURES: Vendor.features,
+    Operation.VERIFY_IDENTITY: Vendor.verify_identity,
+}
+
+
 class HttpVendor(Vendor):
-    """A vendor reached over HTTPS. Subclasses implement pure ``build_<op>`` and
-    ``parse_<op>`` methods; this class sends the bytes through the transport."""
+    """A vendor reached over HTTPS. An adapter subclasses the capability class of each
+    operation it offers (``HttpCompare`` …) and implements its two pure hooks,
+    ``build_<op>`` and ``parse_<op>``; this class sends the bytes through the transport."""
 
     default_endpoint: ClassVar[str | None] = None
 
@@ -305,33 +341,147 @@ class HttpVendor(Vendor):
             raise VendorNotConfigured(f"vendor '{self.id}' has no endpoint configured", vendor=self.id)
         return base.rstrip("/")
 
-    def _exchange(self, op: Operation, ctx: CallContext, *args: Any) -> Any:
-        request = getattr(self, f"build_{op.value}")(*args, ctx)
+    def _exchange[R](
+        self, request: HttpRequest, parse: Callable[[HttpResponse, HttpRequest, CallContext], R], ctx: CallContext
+    ) -> R:
         import time
 
         remaining = None if ctx.deadline is None else ctx.deadline - time.monotonic()
         response = self.transport.send(self.id, request, deadline_s=remaining)
-        return getattr(self, f"parse_{op.value}")(response, request, ctx)
+        return parse(response, request, ctx)
+
+
+class HttpCompare(HttpVendor):
+    """Compare over HTTP: the request for two images, and the outcome in its reply."""
+
+    @abstractmethod
+    def build_compare(self, image1: ImageRef, image2: ImageRef, ctx: CallContext) -> HttpRequest: ...
+
+    @abstractmethod
+    def parse_compare(self, response: HttpResponse, request: HttpRequest, ctx: CallContext) -> CompareOutcome: ...
 
     def compare(self, image1: ImageRef, image2: ImageRef, ctx: CallContext) -> CompareOutcome:
-        if Operation.COMPARE not in self.operations:
-            raise self._unsupported(Operation.COMPARE)
-        return self._exchange(Operation.COMPARE, ctx, image1, image2)
+        return self._exchange(self.build_compare(image1, image2, ctx), self.parse_compare, ctx)
+
+
+class HttpDetect(HttpVendor):
+    """Detect over HTTP: the request for one image, and the faces in its reply."""
+
+    @abstractmethod
+    def build_detect(self, image: ImageRef, max_faces: int, ctx: CallContext) -> HttpRequest: ...
+
+    @abstractmethod
+    def parse_detect(self, response: HttpResponse, request: HttpRequest, ctx: CallContext) -> DetectOutcome: ...
 
     def detect(self, image: ImageRef, max_faces: int, ctx: CallContext) -> DetectOutcome:
-        if Operation.DETECT not in self.operations:
-            raise self._unsupported(Operation.DETECT)
-        return self._exchange(Operation.DETECT, ctx, image, max_faces)
+        return self._exchange(self.build_detect(image, max_faces, ctx), self.parse_detect, ctx)
+
+
+class HttpFeatures(HttpVendor):
+    """Features over HTTP: the request for one image, and the embedding in its reply."""
+
+    @abstractmethod
+    def build_features(self, image: ImageRef, ctx: CallContext) -> HttpRequest: ...
+
+    @abstractmethod
+    def parse_features(self, response: HttpResponse, request: HttpRequest, ctx: CallContext) -> FeaturesOutcome: ...
 
     def features(self, image: ImageRef, ctx: CallContext) -> FeaturesOutcome:
-        if Operation.FEATURES not in self.operations:
-            raise self._unsupported(Operation.FEATURES)
-        return self._exchange(Operation.FEATURES, ctx, image)
+        return self._exchange(self.build_features(image, ctx), self.parse_features, ctx)
+
+
+class HttpVerifyIdentity(HttpVendor):
+    """Verify-identity over HTTP: the request for an identity and a photo, and the outcome."""
+
+    @abstractmethod
+    def build_verify_identity(self, identity: Identity, image: ImageRef, ctx: CallContext) -> HttpRequest: ...
+
+    @abstractmethod
+    def parse_verify_identity(
+        self, response: HttpResponse, request: HttpRequest, ctx: CallContext
+    ) -> CompareOutcome: ...
 
     def verify_identity(self, identity: Identity, image: ImageRef, ctx: CallContext) -> CompareOutcome:
-        if Operation.VERIFY_IDENTITY not in self.operations:
-            raise self._unsupported(Operation.VERIFY_IDENTITY)
-        return self._exchange(Operation.VERIFY_IDENTITY, ctx, identity, image)
+        return self._exchange(self.build_verify_identity(identity, image, ctx), self.parse_verify_identity, ctx)
+
+
+# --- reading answers ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VendorCode:
+    """What one of a vendor's codes means to facegate: the error to raise, facegate's
+    own message for it (``{code}`` in it becomes the code), and whether the vendor
+    billed the call (None: nothing says either way)."""
+
+    error: type[FacegateError]
+    message: str
+    billed: bool | None
+
+
+def raise_for_code(
+    table: Mapping[str, VendorCode],
+    code: str,
+    *,
+    vendor: str,
+    vendor_message: str | None = None,
+    unknown: VendorCode | None = None,
+    billed: bool | EllipsisType | None = ...,
+    vendor_code: str | None = None,
+) -> NoReturn:
+    """Raise what ``table`` says ``code`` means; a code the table does not document
+    raises ``unknown`` (by default a ``VendorError`` of unknown billing). Either way the
+    error carries the vendor's code and message (``errors`` scrubs and bounds the
+    message). Only the code decides, never the vendor's message text.
+
+    ``billed`` wins over the table's where the answer itself says (Shuxun's ``isFee``).
+    ``vendor_code`` is the code the error reports when it is not the key looked up
+    (face2 looks up the HTTP status but reports the code its body carried)."""
+    entry = (
+        table.get(code)
+        or unknown
+        or VendorCode(VendorError, f"{vendor} answered with undocumented code {{code}}", None)
+    )
+    raise entry.error(
+        entry.message.replace("{code}", code),
+        vendor=vendor,
+        vendor_code=code if vendor_code is None else vendor_code,
+        vendor_message=vendor_message,
+        billed=entry.billed if billed is ... else billed,
+    )
+
+
+# A vendor's request id is stored with every result: a run-away one is cut.
+MAX_REQUEST_ID = 200
+
+
+def text(value: Any) -> str | None:
+    """A non-empty string from a vendor's JSON, else None. A message needs no cap
+    here: every error passes ``vendor_message`` through ``errors.scrub_vendor_message``."""
+    return value if isinstance(value, str) and value else None
+
+
+def request_id(value: Any) -> str | None:
+    """A vendor's own request id (a non-empty string), at most ``MAX_REQUEST_ID`` long."""
+    value = text(value)
+    return None if value is None else value[:MAX_REQUEST_ID]
+
+
+def percent(value: Any) -> float | None:
+    """A 0..100 score as a float, or None when it is missing, not a number or off the scale."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) and 0.0 <= value <= 100.0 else None
+
+
+def header(headers: Mapping[str, str], name: str) -> str | None:
+    """A header by name, case-insensitively even if ``headers`` is a plain dict."""
+    value = headers.get(name)
+    if value is None:
+        lower = name.lower()
+        value = next((v for k, v in headers.items() if k.lower() == lower), None)
+    return value
 
 
 def json_body(response: HttpResponse, vendor: str) -> Any:

@@ -50,18 +50,17 @@ from __future__ import annotations
 import hmac
 import json
 import math
+from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BeforeValidator, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator
 
 from facegate.errors import (
-    FacegateError,
     ImageTooLarge,
     InvalidImage,
     InvalidRequest,
     VendorAuthFailed,
     VendorBadResponse,
-    VendorError,
     VendorQuotaExhausted,
     VendorRejected,
     VendorUnavailable,
@@ -77,11 +76,17 @@ from facegate.vendors.base import (
     DetectedFace,
     DetectOutcome,
     FeaturesOutcome,
+    HttpCompare,
+    HttpDetect,
+    HttpFeatures,
     HttpRequest,
     HttpResponse,
-    HttpVendor,
     ImageRef,
+    VendorCode,
     json_body,
+    raise_for_code,
+    request_id,
+    text,
 )
 
 VENDOR = "face2"
@@ -98,30 +103,43 @@ THRESHOLDS: dict[SecurityLevel, float] = {"low": 0.40, "normal": 0.45, "high": 0
 
 # Every documented code. The global ones (98xx) apply to every path, the 9xxx ones
 # are listed under each of locate, verify and features.
-CODES: dict[str, tuple[type[FacegateError], str]] = {
+# A documented code is a refusal before any work: not billed.
+CODES: Mapping[str, VendorCode] = {
     # The adapter sends every documented field; a missing one is a mismatch between
     # us and the vendor, not something the caller can fix.
-    "9001": (VendorRejected, "face2 says a required parameter is missing"),
-    "9002": (ImageTooLarge, "the image is larger than face2 accepts (2 MB of base64)"),
-    "9901": (InvalidImage, "face2 could not decode the image"),
-    "9800": (
+    "9001": VendorCode(VendorRejected, "face2 says a required parameter is missing", False),
+    "9002": VendorCode(ImageTooLarge, "the image is larger than face2 accepts (2 MB of base64)", False),
+    "9901": VendorCode(InvalidImage, "face2 could not decode the image", False),
+    "9800": VendorCode(
         VendorAuthFailed,
         "face2 refused the request signature (check app_id and app_secret or the SM2 key)",
+        False,
     ),
-    "9801": (
+    "9801": VendorCode(
         VendorAuthFailed,
         "face2 refused the signing parameters (appId, signType, signData or timestamp)",
+        False,
     ),
-    "9802": (
+    "9802": VendorCode(
         VendorAuthFailed,
         "face2 refused the request time: facegate's clock and face2's differ by more than face2 accepts",
+        False,
     ),
 }
 
-_VENDOR_MESSAGE_MAX = 200
+# A non-2xx answer without a documented code: the doc lists no HTTP statuses, so the
+# status is all there is (429 and non-JSON 5xx are handled by ``json_body``).
+HTTP_STATUSES: Mapping[str, VendorCode] = {
+    "401": VendorCode(VendorAuthFailed, "face2 refused access (HTTP {code})", False),
+    "403": VendorCode(VendorAuthFailed, "face2 refused access (HTTP {code})", False),
+    # "Payment Required": the one status that means the account, not the request.
+    "402": VendorCode(VendorQuotaExhausted, "face2 says the account's quota is exhausted (HTTP 402)", False),
+}
+_HTTP_SERVER_ERROR = VendorCode(VendorUnavailable, "face2 answered HTTP {code}", None)
+_HTTP_REFUSED = VendorCode(VendorRejected, "face2 refused the request (HTTP {code})", False)
 
 # Which order a detect box was read in (see the module docstring).
-BoxReading = Literal["labelled", "example"]  # a vendor's text is kept, but never an unbounded echo
+BoxReading = Literal["labelled", "example"]
 
 
 def _str(v: object) -> object:
@@ -167,7 +185,7 @@ class Face2Credentials(Credentials):
         return v.strip()
 
 
-class Face2Vendor(HttpVendor):
+class Face2Vendor(HttpDetect, HttpCompare, HttpFeatures):
     id: ClassVar[str] = VENDOR
     name: ClassVar[str] = "face2 API"
     operations: ClassVar[frozenset[Operation]] = frozenset(PATHS)
@@ -285,21 +303,23 @@ class Face2Vendor(HttpVendor):
         self._check_signature(response.body, body)
         code = _code(body.get("code"))
         message = _vendor_message(body)
-        if code is not None and code != "0" and code in CODES:
-            cls, text = CODES[code]
-            raise cls(text, vendor=VENDOR, vendor_code=code, vendor_message=message, billed=False)
+        if code in CODES:
+            raise_for_code(CODES, code, vendor=VENDOR, vendor_message=message)
         if not 200 <= response.status < 300:
-            raise _status_error(response.status, code, message)
+            status = str(response.status)
+            raise_for_code(
+                HTTP_STATUSES,
+                status,
+                vendor=VENDOR,
+                vendor_message=message,
+                unknown=_HTTP_SERVER_ERROR if response.status >= 500 else _HTTP_REFUSED,
+                vendor_code=code or status,
+            )
         if code is None:
             raise _bad("face2 answered without a code")
         if code != "0":
-            raise VendorError(
-                f"face2 answered with undocumented code {code}",
-                vendor=VENDOR,
-                vendor_code=code,
-                vendor_message=message,
-                billed=None,
-            )
+            # An undocumented code: a VendorError of unknown billing.
+            raise_for_code(CODES, code, vendor=VENDOR, vendor_message=message)
         data = body.get("data")
         if not isinstance(data, dict):
             raise _bad("face2's success answer has no data object")
@@ -366,14 +386,13 @@ def _vendor_message(body: dict[str, Any]) -> str | None:
     # Face APIs put the message in data.msg, the feature-library APIs in msg.
     data = body.get("data")
     for candidate in ((data.get("msg") if isinstance(data, dict) else None), body.get("msg")):
-        if isinstance(candidate, str) and candidate:
-            return candidate[:_VENDOR_MESSAGE_MAX]
+        if (message := text(candidate)) is not None:
+            return message
     return None
 
 
 def _request_id(data: dict[str, Any]) -> str | None:
-    rid = data.get("requestId")
-    return rid if isinstance(rid, str) and rid else None
+    return request_id(data.get("requestId"))
 
 
 def _face(loc: object) -> tuple[DetectedFace, BoxReading]:
@@ -390,17 +409,3 @@ def _face(loc: object) -> tuple[DetectedFace, BoxReading]:
         "face2 sent a face location that is a box neither as [top, right, bottom, left] "
         "nor as [left, top, right, bottom] (empty or inverted)"
     )
-
-
-def _status_error(status: int, code: str | None, message: str | None) -> FacegateError:
-    """A non-2xx answer without a documented code: the doc lists none, so the HTTP
-    status is all there is (429 and non-JSON 5xx are handled by ``json_body``)."""
-    kw: dict[str, Any] = {"vendor": VENDOR, "vendor_code": code or str(status), "vendor_message": message}
-    if status in (401, 403):
-        return VendorAuthFailed(f"face2 refused access (HTTP {status})", billed=False, **kw)
-    if status == 402:
-        # "Payment Required": the one status that means the account, not the request.
-        return VendorQuotaExhausted("face2 says the account's quota is exhausted (HTTP 402)", billed=False, **kw)
-    if status >= 500:
-        return VendorUnavailable(f"face2 answered HTTP {status}", billed=None, **kw)
-    return VendorRejected(f"face2 refused the request (HTTP {status})", billed=False, **kw)

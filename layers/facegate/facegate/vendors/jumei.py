@@ -73,7 +73,6 @@ from typing import Annotated, Any, ClassVar
 from pydantic import StringConstraints
 
 from facegate.errors import (
-    FacegateError,
     IdentityMismatch,
     IdentityNotFound,
     ImageTooLarge,
@@ -98,11 +97,14 @@ from facegate.vendors.base import (
     Credentials,
     HttpRequest,
     HttpResponse,
-    HttpVendor,
+    HttpVerifyIdentity,
     Identity,
     ImageRef,
+    VendorCode,
     form_body,
     json_body,
+    raise_for_code,
+    text,
 )
 
 VENDOR = "jumei"
@@ -133,37 +135,40 @@ class _Sent:
         return f"_Sent(name={mask_name(self.name)!r}, id_number={mask_id_number(self.id_number)!r})"
 
 
-# incorrect code -> (error class, facegate's message). None for 100: the success path.
-INCORRECT: Mapping[int, tuple[type[FacegateError], str] | None] = {
-    100: None,
-    101: (IdentityMismatch, "the name does not match the ID number"),
-    102: (IdentityNotFound, "the ID number is not in the public-security record"),
-    103: (VendorRejected, "the vendor verified the identity but refused the photo comparison"),
-    104: (VendorRejected, "the vendor refused the request data before checking the identity"),
-    106: (VendorUnavailable, "the vendor's face recognition system failed"),
-    107: (PoorImageQuality, "the photo's quality is too poor for comparison"),
-    108: (ImageTooLarge, "the photo is too large for the vendor"),
-    109: (IdentityNotFound, "the public-security record holds no photo for this identity"),
-    110: (NoFace, "no face could be extracted from the photo"),
-    111: (MultipleFaces, "the photo shows more than one face"),
-    112: (InvalidImage, "the vendor could not read the photo as an image"),
-    113: (VendorUnavailable, "the vendor's portrait comparison service failed"),
+# Every documented ``incorrect`` but 100 (比对成功, the success path). They come inside
+# a code-200 answer: the public-security check ran, so each is billed.
+SUCCESS_INCORRECT = "100"
+INCORRECT: Mapping[str, VendorCode] = {
+    "101": VendorCode(IdentityMismatch, "the name does not match the ID number", True),
+    "102": VendorCode(IdentityNotFound, "the ID number is not in the public-security record", True),
+    "103": VendorCode(VendorRejected, "the vendor verified the identity but refused the photo comparison", True),
+    "104": VendorCode(VendorRejected, "the vendor refused the request data before checking the identity", True),
+    "106": VendorCode(VendorUnavailable, "the vendor's face recognition system failed", True),
+    "107": VendorCode(PoorImageQuality, "the photo's quality is too poor for comparison", True),
+    "108": VendorCode(ImageTooLarge, "the photo is too large for the vendor", True),
+    "109": VendorCode(IdentityNotFound, "the public-security record holds no photo for this identity", True),
+    "110": VendorCode(NoFace, "no face could be extracted from the photo", True),
+    "111": VendorCode(MultipleFaces, "the photo shows more than one face", True),
+    "112": VendorCode(InvalidImage, "the vendor could not read the photo as an image", True),
+    "113": VendorCode(VendorUnavailable, "the vendor's portrait comparison service failed", True),
 }
 
-# top-level code (other than 200) -> (error class, facegate's message)
-CODES: Mapping[int, tuple[type[FacegateError], str]] = {
-    400: (VendorRejected, "the vendor rejected the request parameters"),
-    500: (VendorUnavailable, "the vendor is under maintenance"),
-    501: (VendorUnavailable, "the vendor's official data source is under maintenance"),
-    999: (VendorError, "the vendor reported an unspecified error"),
+# Every documented top-level ``code`` but 200: refused before any check, not billed.
+CODES: Mapping[str, VendorCode] = {
+    "400": VendorCode(VendorRejected, "the vendor rejected the request parameters", False),
+    "500": VendorCode(VendorUnavailable, "the vendor is under maintenance", False),
+    "501": VendorCode(VendorUnavailable, "the vendor's official data source is under maintenance", False),
+    "999": VendorCode(VendorError, "the vendor reported an unspecified error", False),
 }
+# Undocumented: at the top level refused before any check; inside a code-200 answer billed.
+_UNKNOWN_CODE = VendorCode(VendorError, "jumei answered with an undocumented code", False)
+_UNKNOWN_INCORRECT = VendorCode(VendorError, "jumei answered with an undocumented code", True)
 
 # 18-character and 15-digit ID-number-like runs, for scrubbing vendor messages.
 _ID_LIKE = re.compile(r"(?<![0-9])(?:[0-9]{17}[0-9Xx]|[0-9]{15})(?![0-9Xx])")
-_MAX_VENDOR_MESSAGE = 200
 
 
-class JumeiVendor(HttpVendor):
+class JumeiVendor(HttpVerifyIdentity):
     id: ClassVar[str] = VENDOR
     name: ClassVar[str] = "聚美智数 ID card + face verification (Tencent Cloud market)"
     operations: ClassVar[frozenset[Operation]] = frozenset({Operation.VERIFY_IDENTITY})
@@ -245,13 +250,12 @@ class JumeiVendor(HttpVendor):
 
         task_no = body.get("taskNo")
         if code != 200:
-            error, message = CODES.get(code, (VendorError, "jumei answered with an undocumented code"))
-            raise error(
-                message,
+            raise_for_code(
+                CODES,
+                str(code),
                 vendor=VENDOR,
-                vendor_code=str(code),
                 vendor_message=_scrub(body.get("msg"), sent),
-                billed=False,
+                unknown=_UNKNOWN_CODE,
             )
 
         data = body.get("data")
@@ -260,17 +264,13 @@ class JumeiVendor(HttpVendor):
         incorrect = _as_int(data.get("incorrect"))
         if incorrect is None:
             raise VendorBadResponse("jumei's answer has no incorrect code", vendor=VENDOR, billed=True)
-        if incorrect != 100:
-            error, message = INCORRECT.get(incorrect) or (
-                VendorError,
-                "jumei answered with an undocumented code",
-            )
-            raise error(
-                message,
+        if str(incorrect) != SUCCESS_INCORRECT:
+            raise_for_code(
+                INCORRECT,
+                str(incorrect),  # the vendor code: 100–113 never collide with the top-level codes
                 vendor=VENDOR,
-                vendor_code=str(incorrect),  # 100–113 never collide with the top-level codes
                 vendor_message=_scrub(data.get("msg"), sent),
-                billed=True,
+                unknown=_UNKNOWN_INCORRECT,
             )
 
         score = data.get("score")
@@ -309,13 +309,14 @@ def _gateway_message(response: HttpResponse, sent: _Sent | None) -> str | None:
 
 
 def _scrub(message: Any, sent: _Sent | None) -> str | None:
-    """The vendor's message, safe to log: the name and ID number just sent (and any
-    ID-number-like run of digits) masked, and the length bounded."""
-    if not isinstance(message, str) or not message:
+    """The vendor's message with the name and ID number just sent (and any
+    ID-number-like run of digits) masked; ``errors`` removes credentials and bounds it."""
+    message = text(message)
+    if message is None:
         return None
     if sent is not None:
         message = message.replace(sent.id_number, mask_id_number(sent.id_number))
         if len(sent.name) >= 2:
             message = message.replace(sent.name, mask_name(sent.name))
     message = _ID_LIKE.sub(lambda m: mask_id_number(m.group(0)), message)
-    return message[:_MAX_VENDOR_MESSAGE]
+    return message

@@ -26,13 +26,13 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from facegate.errors import (
-    FacegateError,
     InvalidRequest,
     VendorAuthFailed,
     VendorBadResponse,
@@ -47,16 +47,16 @@ from facegate.vendors.base import (
     CallContext,
     CompareOutcome,
     Credentials,
+    HttpCompare,
     HttpRequest,
     HttpResponse,
-    HttpVendor,
     ImageRef,
+    VendorCode,
     form_body,
     json_body,
+    raise_for_code,
+    text,
 )
-
-if TYPE_CHECKING:
-    from collections.abc import Mapping
 
 VENDOR_ID = "kuaidi100"
 PATH = "/api"
@@ -95,33 +95,26 @@ class Kuaidi100Options(BaseModel):
 # is never laxer than the vendor's, whichever it meant, so every level is strict.
 THRESHOLDS: dict[SecurityLevel, float] = {"low": 0.70, "normal": 0.80, "high": 0.90}
 
-# vendor code -> (error class, billed). 200 is success and never looked up here.
-ERRORS: dict[str, tuple[type[FacegateError], bool | None]] = {
+# Every documented code but 200 (success, never looked up here).
+ERRORS: Mapping[str, VendorCode] = {
     # 参数错误: the vendor does not say which parameter, and we may not guess from
     # the message, so it is neither the image's fault nor a reason to fail over.
-    "400": (VendorRejected, False),
+    "400": VendorCode(VendorRejected, "kuaidi100 rejected the request parameters", False),
     # 服务器错误: a vendor-side fault, possibly intermittent; another vendor may answer.
-    "500": (VendorUnavailable, False),
+    "500": VendorCode(VendorUnavailable, "kuaidi100 had a server error", False),
     # 重复提交: the vendor refused this submission itself; it is not an outage, and
     # nothing says another attempt (here or elsewhere) would be treated differently.
-    "501": (VendorRejected, False),
+    "501": VendorCode(VendorRejected, "kuaidi100 rejected the request as a duplicate submission", False),
     # 验证签名失败: our secret_sign is wrong, i.e. secret_key/secret_secret mismatch.
-    "503": (VendorAuthFailed, False),
+    "503": VendorCode(VendorAuthFailed, "kuaidi100 did not accept our signature", False),
     # 您不是合法的用户 (授权Key出错): secret_key unknown to the vendor.
-    "600": (VendorAuthFailed, False),
+    "600": VendorCode(VendorAuthFailed, "kuaidi100 does not recognise our secret_key", False),
     # KEY已过期: on the cloud market a key lives as long as its purchased package
     # (有效时长1年), so an expired key means the package must be renewed or topped up.
-    "601": (VendorQuotaExhausted, False),
+    "601": VendorCode(VendorQuotaExhausted, "kuaidi100 says our key has expired", False),
 }
-
-_MESSAGES: dict[str, str] = {
-    "400": "kuaidi100 rejected the request parameters",
-    "500": "kuaidi100 had a server error",
-    "501": "kuaidi100 rejected the request as a duplicate submission",
-    "503": "kuaidi100 did not accept our signature",
-    "600": "kuaidi100 does not recognise our secret_key",
-    "601": "kuaidi100 says our key has expired",
-}
+# Any other code: a refusal we cannot explain, and we cannot tell what it cost.
+_UNKNOWN_CODE = VendorCode(VendorRejected, "kuaidi100 refused the request (code {code})", None)
 
 # A decimal score as the vendor writes it ("80.00"). float() alone would also take
 # "1_0", "nan" and "1e2", none of which a 0-100 score should ever be.
@@ -148,11 +141,6 @@ def _code(body: Mapping[str, Any]) -> str | None:
     return text or None
 
 
-def _message(body: Mapping[str, Any]) -> str | None:
-    message = body.get("message")
-    return message if isinstance(message, str) and message else None
-
-
 def parse_score(raw: Any) -> Decimal | None:
     """The vendor's 0-100 score from a string (``"80.00"``) or a JSON number, or None
     when it is anything else (missing, empty, negative, above 100, not finite)."""
@@ -174,12 +162,7 @@ def parse_score(raw: Any) -> Decimal | None:
     return value if Decimal(0) <= value <= Decimal(100) else None
 
 
-def _token(data: Mapping[str, Any], key: str) -> str | None:
-    value = data.get(key)
-    return value if isinstance(value, str) and value else None
-
-
-class Kuaidi100Vendor(HttpVendor):
+class Kuaidi100Vendor(HttpCompare):
     id: ClassVar[str] = VENDOR_ID
     name: ClassVar[str] = "快递100 Kuaidi100 face compare"
     operations: ClassVar[frozenset[Operation]] = frozenset({Operation.COMPARE})
@@ -196,6 +179,7 @@ class Kuaidi100Vendor(HttpVendor):
     # facegate never sends credentials or faces in clear text.
     default_endpoint: ClassVar[str] = "https://cloud.kuaidi100.com"
     accepts_urls: ClassVar[bool] = True
+    accepts_face_tokens: ClassVar[bool] = True  # imageType FACE_TOKEN: tokens an earlier call returned
 
     credentials: Kuaidi100Credentials
 
@@ -237,7 +221,7 @@ class Kuaidi100Vendor(HttpVendor):
         if not isinstance(body, dict):
             raise VendorBadResponse("kuaidi100 answered with something other than a JSON object", vendor=VENDOR_ID)
         code = _code(body)
-        message = _message(body)
+        message = text(body.get("message"))
         if code is None:
             if response.status >= 500:
                 raise VendorUnavailable(
@@ -248,7 +232,7 @@ class Kuaidi100Vendor(HttpVendor):
                 )
             raise VendorBadResponse("kuaidi100 answered without a result code", vendor=VENDOR_ID, billed=None)
         if code != "200":
-            raise _error(code, message)
+            raise_for_code(ERRORS, code, vendor=VENDOR_ID, vendor_message=message, unknown=_UNKNOWN_CODE)
         if response.status != 200:
             raise VendorBadResponse(
                 f"kuaidi100 reported success with HTTP {response.status}",
@@ -281,20 +265,5 @@ class Kuaidi100Vendor(HttpVendor):
             inclusive=False,  # see THRESHOLDS: "推荐阈值80分" leaves 80 itself open
             # The vendor's tokens let a caller send the same faces again as
             # {"face_token": ...} without re-uploading them.
-            extra={"face_tokens": {"image1": _token(data, "sourceToken"), "image2": _token(data, "compareToken")}},
+            extra={"face_tokens": {"image1": text(data.get("sourceToken")), "image2": text(data.get("compareToken"))}},
         )
-
-
-def _error(code: str, message: str | None) -> FacegateError:
-    """The facegate error for a non-success vendor code (never from the message text)."""
-    known = ERRORS.get(code)
-    if known is None:
-        return VendorRejected(
-            f"kuaidi100 refused the request (code {code})",
-            vendor=VENDOR_ID,
-            vendor_code=code,
-            vendor_message=message,
-            billed=None,
-        )
-    cls, billed = known
-    return cls(_MESSAGES[code], vendor=VENDOR_ID, vendor_code=code, vendor_message=message, billed=billed)

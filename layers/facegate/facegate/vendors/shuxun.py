@@ -24,7 +24,6 @@ does not clear it (``inclusive=False``).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar
@@ -32,7 +31,6 @@ from typing import Annotated, Any, ClassVar
 from pydantic import Field, SecretStr
 
 from facegate.errors import (
-    FacegateError,
     ImageUnavailable,
     InvalidImage,
     InvalidRequest,
@@ -51,12 +49,17 @@ from facegate.vendors.base import (
     CallContext,
     CompareOutcome,
     Credentials,
+    HttpCompare,
     HttpRequest,
     HttpResponse,
-    HttpVendor,
     ImageRef,
+    VendorCode,
     form_body,
     json_body,
+    percent,
+    raise_for_code,
+    request_id,
+    text,
 )
 
 PATH = "/v1/faceCompare/check"
@@ -72,8 +75,6 @@ MAX_BASE64_BYTES = 1_000_000
 
 # Scores and thresholds are percentages in the doc's example (97.389 vs 62.327…).
 _SCALE = 100.0
-# Vendor text is passed to the caller; a cap keeps an echoed parameter from flooding it.
-_MAX_VENDOR_MESSAGE = 200
 
 
 class ShuxunCredentials(Credentials):
@@ -81,52 +82,55 @@ class ShuxunCredentials(Credentials):
     app_secret: Annotated[SecretStr, Field(min_length=1)]
 
 
-# Every documented ``code`` except 0 (成功). Each entry: the error class and our own
-# message; the vendor's ``msg`` goes into ``vendor_message``.
-ERRORS: Mapping[str, tuple[type[FacegateError], str]] = {
+# Every documented ``code`` except 0 (成功): the error class and our own message; the
+# vendor's ``msg`` goes into ``vendor_message``. Billing is not per code: every answer
+# says it in ``isFee``, which the raiser is given, so the table's ``billed`` is None.
+ERRORS: Mapping[str, VendorCode] = {
     # 参数错误. We send only two well-formed, already validated and fitted images, so
     # a parameter error is a vendor rule we do not know about (or our bug), not
     # something the caller can fix: rejected, no failover.
-    "1": (VendorRejected, "shuxun reported a parameter error"),
+    "1": VendorCode(VendorRejected, "shuxun reported a parameter error", None),
     # 无记录. Shared by Shuxun's lookup APIs; compare has no record to look up, so this
     # is an unexplained refusal rather than a fact about the caller's photos.
-    "2": (VendorRejected, "shuxun reported no record for the request"),
+    "2": VendorCode(VendorRejected, "shuxun reported no record for the request", None),
     # 第三方服务异常: Shuxun's own upstream failed; another attempt or vendor may work.
-    "3": (VendorUnavailable, "shuxun's upstream service failed"),
-    "4": (VendorAuthFailed, "shuxun rejected the request signature"),  # 签名错误
-    "5": (VendorQuotaExhausted, "the shuxun account balance is exhausted"),  # 余额不足
-    "6": (VendorRateLimited, "shuxun is rate limiting requests"),  # 调用频率超限
-    "7": (VendorAuthFailed, "the shuxun account is disabled"),  # 账号停用
-    "8": (VendorAuthFailed, "shuxun has disabled the face compare API for this account"),  # 接口已停用
-    "9": (
-        VendorAuthFailed,
-        "the shuxun account has no permission for face compare",
+    "3": VendorCode(VendorUnavailable, "shuxun's upstream service failed", None),
+    "4": VendorCode(VendorAuthFailed, "shuxun rejected the request signature", None),  # 签名错误
+    "5": VendorCode(VendorQuotaExhausted, "the shuxun account balance is exhausted", None),  # 余额不足
+    "6": VendorCode(VendorRateLimited, "shuxun is rate limiting requests", None),  # 调用频率超限
+    "7": VendorCode(VendorAuthFailed, "the shuxun account is disabled", None),  # 账号停用
+    "8": VendorCode(VendorAuthFailed, "shuxun has disabled the face compare API for this account", None),  # 接口已停用
+    "9": VendorCode(
+        VendorAuthFailed, "the shuxun account has no permission for face compare", None
     ),  # 联系服务商开通接口权限
-    "10": (VendorAuthFailed, "shuxun refused our IP address (allow-list)"),  # ip不在白名单
-    "11": (VendorUnavailable, "shuxun reported a system error"),  # 系统异常
+    "10": VendorCode(VendorAuthFailed, "shuxun refused our IP address (allow-list)", None),  # ip不在白名单
+    "11": VendorCode(VendorUnavailable, "shuxun reported a system error", None),  # 系统异常
     # 实名状态错误: the product is sold only to real-name-verified (实名) accounts, so
     # this is our account's standing with the vendor, like a disabled account.
-    "12": (VendorAuthFailed, "the shuxun account's real-name status does not allow this call"),
+    "12": VendorCode(VendorAuthFailed, "the shuxun account's real-name status does not allow this call", None),
     # 其他异常,具体返回为准: the detail is only in ``msg``, which we never match on.
     # The vendor answered and refused; we cannot tell the caller why or promise that a
     # retry helps.
-    "99": (VendorRejected, "shuxun refused the request"),
+    "99": VendorCode(VendorRejected, "shuxun refused the request", None),
 }
 # Not in the doc: treated like 99, a refusal whose reason we cannot read.
-_UNKNOWN_CODE: tuple[type[FacegateError], str] = (VendorRejected, "shuxun answered with an undocumented code")
+_UNKNOWN_CODE = VendorCode(VendorRejected, "shuxun answered with an undocumented code", None)
 
 SUCCESS_CODE = "0"
 
-# Every documented ``data.result`` (under code 0). None: a comparison was made.
-RESULTS: Mapping[str, tuple[type[FacegateError], str] | None] = {
-    "1": None,  # 比对成功,有数据
+SUCCESS_RESULT = "1"  # 比对成功,有数据: a comparison was made
+# Every other documented ``data.result`` (under code 0); billing is ``isFee`` again.
+RESULTS: Mapping[str, VendorCode] = {
     # 比对成功,无数据: the doc gives no cause. Nothing says the photos lack a face, so
     # blaming them (NoFace) would be a guess; the vendor answered without a score.
-    "2": (VendorRejected, "shuxun compared the images but returned no score"),
+    "2": VendorCode(VendorRejected, "shuxun compared the images but returned no score", None),
     # 比对失败,无法正确解析、未按要求传入参数、下载图片超时: the vendor could not read
-    # or fetch the images. Base64 images → InvalidImage; see _result_error for URLs.
-    "3": (InvalidImage, "shuxun could not read the images"),
+    # or fetch the images. Base64 images → InvalidImage; URLs → _RESULT_3_WITH_URLS.
+    "3": VendorCode(InvalidImage, "shuxun could not read the images", None),
 }
+# We fully decoded every base64 image before sending; a URL we never saw is the
+# likelier culprit of a result 3, and "下载图片超时" (download timed out) is one of the causes.
+_RESULT_3_WITH_URLS = VendorCode(ImageUnavailable, "shuxun could not fetch or read the images", None)
 
 THRESHOLD_FIELDS: Mapping[SecurityLevel, str] = {
     "low": "threshold1",  # 一级
@@ -142,7 +146,7 @@ class _State:
     sent_urls: bool  # some image went as imgUrlN, so "result 3" may be a failed download
 
 
-class ShuxunVendor(HttpVendor):
+class ShuxunVendor(HttpCompare):
     id: ClassVar[str] = "shuxun"
     name: ClassVar[str] = "数勋 Shuxun face compare"
     operations: ClassVar[frozenset[Operation]] = frozenset({Operation.COMPARE})
@@ -196,11 +200,10 @@ class ShuxunVendor(HttpVendor):
         billed = _billed(body.get("isFee"))
         if code is None:
             raise VendorBadResponse("shuxun's response has an unreadable code", vendor=self.id, billed=billed)
-        message = _text(body.get("msg"))
+        message = text(body.get("msg"))
 
         if code != SUCCESS_CODE:
-            cls, text = ERRORS.get(code, _UNKNOWN_CODE)
-            raise cls(text, vendor=self.id, vendor_code=code, vendor_message=message, billed=billed)
+            raise_for_code(ERRORS, code, vendor=self.id, vendor_message=message, unknown=_UNKNOWN_CODE, billed=billed)
         if response.status != 200:
             # "success" with an error status: one of the two is lying; trust neither.
             raise VendorBadResponse(
@@ -211,25 +214,32 @@ class ShuxunVendor(HttpVendor):
         if not isinstance(data, dict):
             raise VendorBadResponse("shuxun's response has no data", vendor=self.id, billed=billed)
         result = _as_code(data.get("result"))
-        if result not in RESULTS:
+        description = text(data.get("resultDesc"))
+        if result != SUCCESS_RESULT and result not in RESULTS:
             raise VendorBadResponse(
                 "shuxun answered with an undocumented result",
                 vendor=self.id,
                 vendor_code=None if result is None else f"result:{result}",
-                vendor_message=_text(data.get("resultDesc")),
+                vendor_message=description,
                 billed=billed,
             )
-        if RESULTS[result] is not None:
-            raise _result_error(result, request, _text(data.get("resultDesc")) or message, billed)
+        if result != SUCCESS_RESULT:
+            sent_urls = isinstance(request.state, _State) and request.state.sent_urls
+            raise_for_code(
+                {**RESULTS, "3": _RESULT_3_WITH_URLS} if sent_urls else RESULTS,
+                result,
+                vendor=self.id,
+                vendor_code=f"result:{result}",
+                vendor_message=description or message,
+                billed=billed,
+            )
 
-        confidence = _percent(data.get("confidence"))
+        confidence = percent(data.get("confidence"))
         if confidence is None:
             raise VendorBadResponse("shuxun's confidence is missing or not in 0..100", vendor=self.id, billed=billed)
         raw = data.get("threshold")
         levels = (
-            {level: _percent(raw.get(name)) for level, name in THRESHOLD_FIELDS.items()}
-            if isinstance(raw, dict)
-            else {}
+            {level: percent(raw.get(name)) for level, name in THRESHOLD_FIELDS.items()} if isinstance(raw, dict) else {}
         )
         if len(levels) != len(THRESHOLD_FIELDS) or None in levels.values():
             raise VendorBadResponse("shuxun's thresholds are missing or not in 0..100", vendor=self.id, billed=billed)
@@ -241,7 +251,7 @@ class ShuxunVendor(HttpVendor):
             similarity=confidence / _SCALE,
             vendor_score=confidence,
             thresholds=thresholds,
-            vendor_request_id=_text(body.get("seqNo")),
+            vendor_request_id=request_id(body.get("seqNo")),
             billed=billed,
             vendor_match=None,  # the doc recommends threshold2 but gives no verdict
             inclusive=False,  # 建议分数超过二级: "exceeds", not "reaches"
@@ -283,28 +293,3 @@ def _billed(value: Any) -> bool | None:
     if value in (0, "0"):
         return False
     return None
-
-
-def _text(value: Any) -> str | None:
-    if not isinstance(value, str) or not value:
-        return None
-    return value[:_MAX_VENDOR_MESSAGE]
-
-
-def _percent(value: Any) -> float | None:
-    """A 0..100 score field, or None when it is missing, not a number or off the scale."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    value = float(value)
-    return value if math.isfinite(value) and 0.0 <= value <= _SCALE else None
-
-
-def _result_error(result: str, request: HttpRequest, vendor_message: str | None, billed: bool | None):
-    entry = RESULTS[result]
-    assert entry is not None
-    cls, text = entry
-    if result == "3" and isinstance(request.state, _State) and request.state.sent_urls:
-        # We fully decoded every base64 image before sending; a URL we never saw is the
-        # likelier culprit, and "下载图片超时" (download timed out) is one of the causes.
-        cls, text = ImageUnavailable, "shuxun could not fetch or read the images"
-    return cls(text, vendor="shuxun", vendor_code=f"result:{result}", vendor_message=vendor_message, billed=billed)

@@ -47,12 +47,11 @@ import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, field_validator
 
 from facegate.errors import (
-    FacegateError,
     ImageTooLarge,
     InvalidRequest,
     NoFace,
@@ -71,10 +70,16 @@ from facegate.vendors.base import (
     CallContext,
     CompareOutcome,
     Credentials,
+    HttpCompare,
     HttpRequest,
     HttpResponse,
-    HttpVendor,
     ImageRef,
+    VendorCode,
+    header,
+    percent,
+    raise_for_code,
+    request_id,
+    text,
 )
 
 if TYPE_CHECKING:
@@ -95,8 +100,6 @@ MAX_TOTAL_RAW = MAX_TOTAL_BASE64 * 3 // 4
 MAX_BIZ_ID = 32
 
 _SCALE = 100.0
-# Vendor text is passed to the caller; a cap keeps an echoed parameter from flooding it.
-_MAX_VENDOR_MESSAGE = 200
 
 THRESHOLDS: Mapping[SecurityLevel, float] = {"low": 0.60, "normal": 0.70, "high": 0.80}
 
@@ -139,37 +142,43 @@ class ZolozOptions(BaseModel):
     source_of_face2: Annotated[str, StringConstraints(pattern=r"^(SELFIE|[0-9]{11})$")] = "SELFIE"
 
 
-# Every documented resultCode except SUCCESS: (error class, our message, billed).
+# Every documented resultCode except SUCCESS.
 # Common codes: docs.zoloz.com/zoloz/saas/apireference/errorhandling; API-specific
 # ones: the compare API page (vendor-docs 003).
-ERRORS: Mapping[str, tuple[type[FacegateError], str, bool | None]] = {
+ERRORS: Mapping[str, VendorCode] = {
     # --- compare-specific
     # "bizId为null或空字符串; livenessDetectMode不是NONE或NORMAL": fields we always fill
     # correctly, so this is our bug or an unannounced rule, not the caller's doing.
-    "INVALID_ARGUMENT": (VendorRejected, "zoloz rejected the request arguments", False),
+    "INVALID_ARGUMENT": VendorCode(VendorRejected, "zoloz rejected the request arguments", False),
     # "Base64为null/空/损坏; 不是JPG格式; 图片中未检测到人脸". facegate decoded both
     # images fully and sends JPEG only, so the cause left is that no face was found.
-    "UNABLE_GET_IMAGE": (NoFace, "zoloz found no usable face in one of the images", None),
-    "SYSTEM_ERROR": (VendorUnavailable, "zoloz reported a system error", None),  # status U
+    "UNABLE_GET_IMAGE": VendorCode(NoFace, "zoloz found no usable face in one of the images", None),
+    "SYSTEM_ERROR": VendorCode(VendorUnavailable, "zoloz reported a system error", None),  # status U
     # --- common: the request itself, as we built it
-    "PARAM_MISSING": (VendorRejected, "zoloz reported a missing parameter", False),
-    "PARAM_ILLEGAL": (VendorRejected, "zoloz reported an illegal parameter", False),
-    "MSG_PARSE_ERROR": (VendorRejected, "zoloz could not parse the request", False),
+    "PARAM_MISSING": VendorCode(VendorRejected, "zoloz reported a missing parameter", False),
+    "PARAM_ILLEGAL": VendorCode(VendorRejected, "zoloz reported an illegal parameter", False),
+    "MSG_PARSE_ERROR": VendorCode(VendorRejected, "zoloz could not parse the request", False),
     # --- common: our credentials or account
-    "SIGNATURE_INVALID": (VendorAuthFailed, "zoloz rejected the request signature", False),
-    "KEY_NOT_FOUND": (VendorAuthFailed, "zoloz has no key registered for this client", False),
-    "MERCHANT_NOT_FOUND": (VendorAuthFailed, "zoloz does not know this client id", False),
-    "OAUTH_FAIL": (VendorAuthFailed, "zoloz refused the authorization", False),
-    "OAUTH_RESOURCE_CODE_FAIL": (VendorAuthFailed, "zoloz refused the authorization (no code)", False),
-    "ACCESS_DENIED": (VendorAuthFailed, "this zoloz account has no access to face compare", False),
+    "SIGNATURE_INVALID": VendorCode(VendorAuthFailed, "zoloz rejected the request signature", False),
+    "KEY_NOT_FOUND": VendorCode(VendorAuthFailed, "zoloz has no key registered for this client", False),
+    "MERCHANT_NOT_FOUND": VendorCode(VendorAuthFailed, "zoloz does not know this client id", False),
+    "OAUTH_FAIL": VendorCode(VendorAuthFailed, "zoloz refused the authorization", False),
+    "OAUTH_RESOURCE_CODE_FAIL": VendorCode(VendorAuthFailed, "zoloz refused the authorization (no code)", False),
+    "ACCESS_DENIED": VendorCode(VendorAuthFailed, "this zoloz account has no access to face compare", False),
     # The endpoint (site) does not serve this API: configuration, and another vendor may serve.
-    "NO_INTERFACE_DEF": (VendorNotConfigured, "the zoloz endpoint does not offer compare", False),
-    "REQUEST_TRAFFIC_EXCEED_LIMIT": (VendorRateLimited, "zoloz is rate limiting requests", False),
-    "PRODUCT_QUOTA_LIMIT": (VendorQuotaExhausted, "the zoloz product quota is used up", False),
+    "NO_INTERFACE_DEF": VendorCode(VendorNotConfigured, "the zoloz endpoint does not offer compare", False),
+    "REQUEST_TRAFFIC_EXCEED_LIMIT": VendorCode(VendorRateLimited, "zoloz is rate limiting requests", False),
+    "PRODUCT_QUOTA_LIMIT": VendorCode(VendorQuotaExhausted, "the zoloz product quota is used up", False),
     # Status F: ZOLOZ gave up, so no result exists; whether it counted the call is unknown.
-    "PROCESS_TIMEOUT": (VendorUnavailable, "zoloz timed out processing the request", None),
+    "PROCESS_TIMEOUT": VendorCode(VendorUnavailable, "zoloz timed out processing the request", None),
 }
 SUCCESS_CODE = "SUCCESS"
+# Undocumented codes: U means ZOLOZ does not know the outcome (retryable); anything
+# else is a refusal we cannot explain.
+_UNKNOWN_CODE = VendorCode(VendorRejected, "zoloz answered with an undocumented code", None)
+_UNKNOWN_CODE_STATUS_U = VendorCode(
+    VendorUnavailable, "zoloz answered with an undocumented code (status unknown)", None
+)
 
 
 @dataclass(frozen=True)
@@ -179,7 +188,7 @@ class _State:
     aes_key: bytes | None = field(default=None, repr=False)
 
 
-class ZolozVendor(HttpVendor):
+class ZolozVendor(HttpCompare):
     id: ClassVar[str] = "zoloz"
     name: ClassVar[str] = "ZOLOZ face compare"
     operations: ClassVar[frozenset[Operation]] = frozenset({Operation.COMPARE})
@@ -262,11 +271,11 @@ class ZolozVendor(HttpVendor):
             raise VendorBadResponse("zoloz's response has no result code", vendor=self.id)
         code = result["resultCode"]
         status = result.get("resultStatus")
-        message = _text(result.get("resultMessage"))
+        message = text(result.get("resultMessage"))
 
         if code != SUCCESS_CODE:
-            cls, what, billed = ERRORS.get(code) or _unknown(status)
-            raise cls(what, vendor=self.id, vendor_code=code, vendor_message=message, billed=billed)
+            unknown = _UNKNOWN_CODE_STATUS_U if status == "U" else _UNKNOWN_CODE
+            raise_for_code(ERRORS, code, vendor=self.id, vendor_message=message, unknown=unknown)
         if status != "S" or response.status != 200:
             # "SUCCESS" with a failed status or HTTP error: one of them is lying; trust neither.
             raise VendorBadResponse(
@@ -290,7 +299,7 @@ class ZolozVendor(HttpVendor):
                 vendor=self.id,
             )
 
-        score = _percent(body.get("score"))
+        score = percent(body.get("score"))
         if score is None:
             raise VendorBadResponse("zoloz's score is missing or not in 0..100", vendor=self.id, billed=True)
         same_person = body.get("samePerson")
@@ -300,7 +309,7 @@ class ZolozVendor(HttpVendor):
             similarity=score / _SCALE,
             vendor_score=score,
             thresholds=THRESHOLDS,
-            vendor_request_id=_text(body.get("transactionId")) or _text(result.get("transactionId")),
+            vendor_request_id=request_id(body.get("transactionId")) or request_id(result.get("transactionId")),
             billed=True,
             vendor_match=same_person,
             inclusive=False,  # our own lines; strict is never laxer at the boundary
@@ -310,8 +319,8 @@ class ZolozVendor(HttpVendor):
         """Check the response signature; return the parsed Response-Time (None if it
         does not parse). Unsigned or tampered: refused, unless it is a bare transport
         failure (5xx/429) that claims no result and so needs no trust."""
-        sig_header = _header(response.headers, "Signature")
-        time_str = _header(response.headers, "Response-Time")
+        sig_header = header(response.headers, "Signature")
+        time_str = header(response.headers, "Response-Time")
         problem = None
         if sig_header is None or time_str is None:
             problem = "zoloz's response is not signed"
@@ -347,7 +356,7 @@ class ZolozVendor(HttpVendor):
     def _plaintext(self, response: HttpResponse, request: HttpRequest, creds: ZolozCredentials) -> str:
         """The response body as JSON text, decrypted when ZOLOZ encrypted it."""
         text = response.body.decode("utf-8")  # verified above, so it decodes
-        encrypt = _header(response.headers, "Encrypt")
+        encrypt = header(response.headers, "Encrypt")
         state = request.state if isinstance(request.state, _State) else _State()
         try:
             if encrypt is not None:
@@ -382,34 +391,3 @@ def _content(n: int, ref: ImageRef) -> str:
         # ZOLOZ takes only base64 content; the service fetches URLs before calling us.
         raise InvalidRequest(f"vendor 'zoloz' needs image{n} as image bytes", vendor="zoloz")
     return ref.image.base64
-
-
-def _unknown(status: Any) -> tuple[type[FacegateError], str, bool | None]:
-    """An undocumented code: U means ZOLOZ does not know the outcome (retryable);
-    anything else is a refusal we cannot explain."""
-    if status == "U":
-        return VendorUnavailable, "zoloz answered with an undocumented code (status unknown)", None
-    return VendorRejected, "zoloz answered with an undocumented code", None
-
-
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    """A header by name, case-insensitively even if ``headers`` is a plain dict."""
-    value = headers.get(name)
-    if value is None:
-        lower = name.lower()
-        value = next((v for k, v in headers.items() if k.lower() == lower), None)
-    return value
-
-
-def _text(value: Any) -> str | None:
-    if not isinstance(value, str) or not value:
-        return None
-    return value[:_MAX_VENDOR_MESSAGE]
-
-
-def _percent(value: Any) -> float | None:
-    """A 0..100 score, or None when missing, not a number or off the scale."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    value = float(value)
-    return value if math.isfinite(value) and 0.0 <= value <= _SCALE else None
