@@ -8,7 +8,6 @@ or failure, leaves exactly one record in the results log.
 
 from __future__ import annotations
 
-import hashlib
 import secrets as _secrets
 import time
 from collections.abc import Callable
@@ -18,20 +17,17 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from facegate import images as imagelib
 from facegate.config import Settings, settings
 from facegate.errors import (
     CallerError,
     FacegateError,
-    ImageTooLarge,
-    ImageUnavailable,
     InternalError,
     InvalidOption,
-    InvalidRequest,
     UnsupportedOperation,
     VendorNotConfigured,
 )
 from facegate.health import CooldownPolicy, DynamoHealthBook, HealthBook, MemoryHealthBook
+from facegate.inputs import RequestImages
 from facegate.models import (
     Box,
     CompareRequest,
@@ -56,7 +52,7 @@ from facegate.secrets import is_configured, load_credentials
 from facegate.store import ConsensusVote, ResultRecord, ResultsStore, ResultView, default_store, now
 from facegate.transport import Timeouts, Transport
 from facegate.vendors import vendor_class, vendor_ids
-from facegate.vendors.base import CallContext, CompareOutcome, HttpVendor, Identity, ImageRef, Vendor, decide
+from facegate.vendors.base import CallContext, CompareOutcome, HttpVendor, Identity, Vendor, decide
 
 
 @dataclass
@@ -183,10 +179,10 @@ class Service:
 
     def _compare(self, req: CompareRequest, call: Call) -> CompareResponse:
         plan = self._plan(call.operation, req)
-        inputs = _Inputs(self, [req.image1, req.image2], call, plan)
+        images = self._images([req.image1, req.image2], call, plan)
 
         def attempt(vendor: Vendor, planned: Planned) -> CompareOutcome:
-            refs = inputs.refs_for(vendor)
+            refs = images.refs_for(vendor)
             return vendor.compare(refs[0], refs[1], self._ctx(call, planned, req.security_level))
 
         if req.consensus is None:
@@ -252,11 +248,11 @@ class Service:
         call.id_number_masked = mask_id_number(identity.id_number)
         call.id_number_hmac = fingerprint(identity.id_number, pepper=self._pepper())
         plan = self._plan(call.operation, req)
-        inputs = _Inputs(self, [req.image], call, plan)
+        images = self._images([req.image], call, plan)
 
         def attempt(vendor: Vendor, planned: Planned) -> CompareOutcome:
             ctx = self._ctx(call, planned, req.security_level)
-            return vendor.verify_identity(identity, inputs.refs_for(vendor)[0], ctx)
+            return vendor.verify_identity(identity, images.refs_for(vendor)[0], ctx)
 
         vendor, outcome = self.router.first(plan, attempt, call.attempts, call.caller.deadline)
         return VerifyIdentityResponse(
@@ -268,10 +264,10 @@ class Service:
 
     def _detect(self, req: DetectRequest, call: Call) -> DetectResponse:
         plan = self._plan(call.operation, req)
-        inputs = _Inputs(self, [req.image], call, plan)
+        images = self._images([req.image], call, plan)
 
         def attempt(vendor: Vendor, planned: Planned):
-            return vendor.detect(inputs.refs_for(vendor)[0], req.max_faces, self._ctx(call, planned))
+            return vendor.detect(images.refs_for(vendor)[0], req.max_faces, self._ctx(call, planned))
 
         vendor, outcome = self.router.first(plan, attempt, call.attempts, call.caller.deadline)
         faces = [
@@ -279,21 +275,21 @@ class Service:
             for f in outcome.faces[: req.max_faces]
         ]
         call.face_count = len(faces)
-        image = inputs.decoded(0)
+        width, height = images.size(0) or (None, None)
         return DetectResponse(
             faces=faces,
             face_count=len(faces),
-            image_width=image.width if image else None,
-            image_height=image.height if image else None,
+            image_width=width,
+            image_height=height,
             **self._common(call, vendor.id, outcome),
         )
 
     def _features(self, req: FeaturesRequest, call: Call) -> FeaturesResponse:
         plan = self._plan(call.operation, req)
-        inputs = _Inputs(self, [req.image], call, plan)
+        images = self._images([req.image], call, plan)
 
         def attempt(vendor: Vendor, planned: Planned):
-            return vendor.features(inputs.refs_for(vendor)[0], self._ctx(call, planned))
+            return vendor.features(images.refs_for(vendor)[0], self._ctx(call, planned))
 
         vendor, outcome = self.router.first(plan, attempt, call.attempts, call.caller.deadline)
         call.dimension = len(outcome.embedding)
@@ -303,6 +299,13 @@ class Service:
             model=outcome.model,
             **self._common(call, vendor.id, outcome),
         )
+
+    def _images(self, inputs: list[ImageInput], call: Call, plan: list[Planned]) -> RequestImages:
+        """The request's images, every one checked (and read, unless a URL) for every
+        planned vendor before any is called; their fingerprints go to the record."""
+        images = RequestImages(inputs, [p.vendor_class for p in plan], self.cfg, call.caller.deadline)
+        call.fingerprints.extend(images.fingerprints)
+        return images
 
     # --- vendor choice, routing -------------------------------------------------------
 
@@ -464,105 +467,6 @@ class Service:
 
             logger.exception("results log write failed", extra={"request_id": call.caller.request_id})
             metrics.add_metric(name="ResultsLogWriteFailed", unit="Count", value=1)
-
-
-class _Inputs:
-    """The request's images, each fetched and decoded at most once, then fitted to
-    each vendor's limits as that vendor is tried."""
-
-    def __init__(self, service: Service, inputs: list[ImageInput], call: Call, plan: list[Planned]):
-        for planned in plan:
-            self.check_for(inputs, planned.vendor_class)
-        self.service = service
-        self.inputs = inputs
-        self.call = call
-        self._decoded: list[imagelib.Image | None] = [None] * len(inputs)
-        for inp in inputs:  # every s3 image's place is checked before any is read
-            if inp.s3 is not None:
-                service.cfg.s3_input_bucket(inp.s3)
-        for i, inp in enumerate(inputs):
-            if inp.kind == "base64":
-                self._decoded[i] = imagelib.load_bytes(imagelib.decode_base64(inp.base64 or ""))
-            elif inp.kind == "s3":
-                self._decoded[i] = imagelib.load_bytes(self._s3_bytes(inp))
-            elif inp.kind == "url":
-                self._check_url(inp.url or "")
-        call.fingerprints.extend(self._fingerprint(i) for i in range(len(inputs)))
-
-    def _fingerprint(self, i: int) -> str:
-        image = self._decoded[i]
-        if image is not None:
-            return image.sha256
-        inp = self.inputs[i]
-        return hashlib.sha256((inp.url or inp.face_token or "").encode()).hexdigest()
-
-    def decoded(self, i: int) -> imagelib.Image | None:
-        return self._decoded[i]
-
-    @staticmethod
-    def check_for(inputs: list[ImageInput], cls: type[Vendor]) -> None:
-        """Refuse inputs a planned vendor could never take, before any call."""
-        for inp in inputs:
-            if inp.kind == "face_token" and cls.id != "kuaidi100":
-                raise InvalidRequest(f"face_token images are only accepted by kuaidi100, not '{cls.id}'")
-
-    def refs_for(self, vendor: Vendor) -> list[ImageRef]:
-        sends_bytes = [self._sends_bytes(inp, vendor) for inp in self.inputs]
-        total = vendor.limits.total_bytes
-        budget = total // sum(sends_bytes) if total and any(sends_bytes) else None
-        return [
-            ImageRef(image=imagelib.fit(self._image(i), vendor.limits, budget)) if as_bytes else self._passthrough(inp)
-            for i, (inp, as_bytes) in enumerate(zip(self.inputs, sends_bytes, strict=True))
-        ]
-
-    @staticmethod
-    def _sends_bytes(inp: ImageInput, vendor: Vendor) -> bool:
-        return inp.kind in ("base64", "s3") or (inp.kind == "url" and not vendor.accepts_urls)
-
-    @staticmethod
-    def _passthrough(inp: ImageInput) -> ImageRef:
-        return ImageRef(face_token=inp.face_token) if inp.kind == "face_token" else ImageRef(url=inp.url)
-
-    def _image(self, i: int) -> imagelib.Image:
-        image = self._decoded[i]
-        if image is None:  # a URL, fetched only once a vendor needs its bytes
-            image = self._decoded[i] = imagelib.load_bytes(self._fetch_url(self.inputs[i].url or ""))
-        return image
-
-    def _check_url(self, url: str) -> None:
-        if url.lower().startswith("http://") and not self.service.cfg.allow_http_urls:
-            raise InvalidRequest("image URLs must use https://")
-
-    def _fetch_url(self, url: str) -> bytes:
-        from facegate.fetch import default_fetcher
-
-        cfg = self.service.cfg
-        return default_fetcher().fetch(
-            url, allow_http=cfg.allow_http_urls, allowlist=cfg.url_allowlist, deadline=self.call.caller.deadline
-        )
-
-    def _s3_bytes(self, inp: ImageInput) -> bytes:
-        from botocore.exceptions import ClientError, ParamValidationError
-
-        assert inp.s3 is not None
-        bucket = self.service.cfg.s3_input_bucket(inp.s3)
-        try:
-            obj = _s3().get_object(Bucket=bucket, Key=inp.s3.key)
-        except ParamValidationError:  # botocore's own checks (a bucket name like "a/../b"), before any call
-            raise InvalidRequest("the s3 bucket or key is not valid") from None
-        except ClientError as e:
-            code = e.response.get("Error", {}).get("Code", "")
-            raise ImageUnavailable(f"the S3 image could not be read ({code})") from None
-        if obj.get("ContentLength", 0) > imagelib.MAX_IMAGE_BYTES:
-            raise ImageTooLarge("the S3 image is larger than the limit")
-        return obj["Body"].read()
-
-
-@cache
-def _s3():
-    import boto3
-
-    return boto3.client("s3")
 
 
 @cache

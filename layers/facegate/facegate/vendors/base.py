@@ -240,6 +240,7 @@ class Vendor(ABC):
     credentials_model: ClassVar[type[Credentials] | None] = None  # None: needs no secret
     limits: ClassVar[ImageLimits]
     accepts_urls: ClassVar[bool] = False  # URL inputs go straight through
+    accepts_face_tokens: ClassVar[bool] = False  # face_token images (a token an earlier compare returned)
     options_model: ClassVar[type[BaseModel] | None] = None  # the request's ``options``, validated
 
     @classmethod

@@ -196,6 +196,7 @@ class Kuaidi100Vendor(HttpVendor):
     # facegate never sends credentials or faces in clear text.
     default_endpoint: ClassVar[str] = "https://cloud.kuaidi100.com"
     accepts_urls: ClassVar[bool] = True
+    accepts_face_tokens: ClassVar[bool] = True
 
     credentials: Kuaidi100Credentials
 
