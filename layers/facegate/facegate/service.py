@@ -55,6 +55,40 @@ from facegate.vendors import vendor_class, vendor_ids
 from facegate.vendors.base import CallContext, CompareOutcome, HttpVendor, Identity, Vendor, decide
 
 
+class CallLog:
+    """The one results-log record of one call: every call, success or failure, leaves
+    exactly one (the module's promise).
+
+    Each ``Caller`` has its own, so there is one per request (``facegate.api.handle``)
+    and one per batch item. Whoever learns the call's outcome records it here: the
+    service once it has run the operation (or been told of a failure before it,
+    ``Service.log_failure``), the API edge for a request refused before the service
+    ran (validation, a bad Idempotency-Key). Only the first outcome is written; a later
+    one is ignored, so the edge records every failure it maps without asking whether
+    the service already did."""
+
+    def __init__(self) -> None:
+        self._recorded = False
+
+    def record(self, call: Call, outcome: BaseModel | FacegateError, store: ResultsStore) -> bool:
+        """Write ``call``'s record with its ``outcome`` (the answer, or the error) to
+        ``store``, unless this call's record is written already. True if this wrote it.
+        A failed write is logged and counted, never raised: the caller still gets the
+        answer they may have paid for."""
+        if self._recorded:
+            return False
+        record = _record_of(call, outcome, store)
+        self._recorded = True
+        try:
+            store.put(record)
+        except Exception:
+            from facegate.observability import logger, metrics
+
+            logger.exception("results log write failed", extra={"request_id": call.caller.request_id})
+            metrics.add_metric(name="ResultsLogWriteFailed", unit="Count", value=1)
+        return True
+
+
 @dataclass
 class Caller:
     """Who is asking, and by when the answer must be out.
@@ -71,7 +105,7 @@ class Caller:
     batch_id: str | None = None
     batch_line: int | None = None
     idempotency_id: str | None = None  # the Idempotency-Key record this call answers (facegate.idempotency)
-    logged: bool = False  # its results-log record is written (exactly one per call)
+    log: CallLog = field(default_factory=CallLog, repr=False, compare=False)  # its one results-log record
 
     def __post_init__(self) -> None:
         if self.tenant is None and self.batch_id is not None:
@@ -84,7 +118,7 @@ class Caller:
 @dataclass
 class Call:
     """The bookkeeping of one operation, whatever its outcome; becomes the log record
-    (``Service._log`` writes every field here, so nothing an operation learns is lost)."""
+    (``CallLog.record`` writes every field here, so nothing an operation learns is lost)."""
 
     operation: Operation
     caller: Caller
@@ -172,8 +206,9 @@ class Service:
         return VendorsResponse(vendors=infos, default_vendor=self.cfg.default_vendor)
 
     def log_failure(self, operation: Operation, caller: Caller, error: FacegateError) -> None:
-        """For failures that happen before the service runs (e.g. request validation)."""
-        self._log(Call(operation, caller), error=error)
+        """Record a failure that happened before the service ran (a batch line that does
+        not parse, an item no delivery finished); nothing if the call has its record."""
+        caller.log.record(Call(operation, caller), error, self.store)
 
     # --- the operations' bodies ------------------------------------------------------
 
@@ -414,59 +449,53 @@ class Service:
         try:
             response = body()
         except FacegateError as e:
-            self._log(call, error=e)
+            call.caller.log.record(call, e, self.store)
             raise
         except Exception as e:
-            self._log(call, error=InternalError("internal error"))
+            call.caller.log.record(call, InternalError("internal error"), self.store)
             raise e
-        self._log(call, response=response)
+        call.caller.log.record(call, response, self.store)
         return response
 
-    def _log(self, call: Call, response: BaseModel | None = None, error: FacegateError | None = None) -> None:
-        r = response.model_dump() if response is not None else {}
-        created = now()
-        record = ResultRecord(
-            request_id=call.caller.request_id,
-            operation=call.operation,
-            status="ok" if error is None else "error",
-            http_status=200 if error is None else error.status,
-            vendor=r.get("vendor") or (error.vendor if error else None),
-            decision=r.get("decision"),
-            similarity=r.get("similarity"),
-            threshold=r.get("threshold"),
-            security_level=r.get("security_level"),
-            vendor_score=r.get("vendor_score"),
-            vendor_request_id=r.get("vendor_request_id"),
-            billed=call.attempts.billed() if call.attempts.items else (error.billed if error else None),
-            latency_ms=call.caller.elapsed_ms(),
-            error_code=error.code if error else None,
-            vendor_code=error.vendor_code if error else None,
-            image_sha256=call.fingerprints,
-            face_count=call.face_count,
-            dimension=call.dimension,
-            name_masked=call.name_masked,
-            id_number_masked=call.id_number_masked,
-            id_number_hmac=call.id_number_hmac,
-            consensus_rule=call.consensus_rule,
-            consensus=None if call.consensus is None else [ConsensusVote.of(v) for v in call.consensus],
-            attempts=call.attempts.items,
-            tenant=call.caller.tenant,
-            idempotency_id=call.caller.idempotency_id,
-            batch_id=call.caller.batch_id,
-            batch_line=call.caller.batch_line,
-            created_at=created,
-            expires_at=self.store.expiry(created),
-        )
-        call.caller.logged = True
-        try:
-            self.store.put(record)
-        except Exception:
-            # The caller still gets the answer they may have paid for; the failure is
-            # logged (without request data) and counted for alarms.
-            from facegate.observability import logger, metrics
 
-            logger.exception("results log write failed", extra={"request_id": call.caller.request_id})
-            metrics.add_metric(name="ResultsLogWriteFailed", unit="Count", value=1)
+def _record_of(call: Call, outcome: BaseModel | FacegateError, store: ResultsStore) -> ResultRecord:
+    """The record, field by field: what the answer says (none of it for an error), what
+    the error says, and all the call's bookkeeping."""
+    error = outcome if isinstance(outcome, FacegateError) else None
+    r = {} if error is not None else outcome.model_dump()
+    created = now()
+    return ResultRecord(
+        request_id=call.caller.request_id,
+        operation=call.operation,
+        status="ok" if error is None else "error",
+        http_status=200 if error is None else error.status,
+        vendor=r.get("vendor") or (error.vendor if error else None),
+        decision=r.get("decision"),
+        similarity=r.get("similarity"),
+        threshold=r.get("threshold"),
+        security_level=r.get("security_level"),
+        vendor_score=r.get("vendor_score"),
+        vendor_request_id=r.get("vendor_request_id"),
+        billed=call.attempts.billed() if call.attempts.items else (error.billed if error else None),
+        latency_ms=call.caller.elapsed_ms(),
+        error_code=error.code if error else None,
+        vendor_code=error.vendor_code if error else None,
+        image_sha256=call.fingerprints,
+        face_count=call.face_count,
+        dimension=call.dimension,
+        name_masked=call.name_masked,
+        id_number_masked=call.id_number_masked,
+        id_number_hmac=call.id_number_hmac,
+        consensus_rule=call.consensus_rule,
+        consensus=None if call.consensus is None else [ConsensusVote.of(v) for v in call.consensus],
+        attempts=call.attempts.items,
+        tenant=call.caller.tenant,
+        idempotency_id=call.caller.idempotency_id,
+        batch_id=call.caller.batch_id,
+        batch_line=call.caller.batch_line,
+        created_at=created,
+        expires_at=store.expiry(created),
+    )
 
 
 @cache
