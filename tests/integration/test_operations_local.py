@@ -188,7 +188,7 @@ def test_s3_images_outside_what_the_stage_reads_are_the_callers_error(aws, call_
     aws.reset_caches()
     boto3.client("s3").create_bucket(Bucket="facegate-test-stage")
     calls = []
-    monkeypatch.setattr("facegate.service._s3", lambda: calls.append(1))  # no S3 call at all
+    monkeypatch.setattr("facegate.inputs._s3", lambda: calls.append(1))  # no S3 call at all
     status, got = call_api("compare", "POST", "/v1/compare", {"image1": {"s3": s3}, "image2": {"s3": s3}})
     assert (status, got["error"]["code"]) == (400, "INVALID_REQUEST"), got
     assert why in got["error"]["message"]

@@ -30,7 +30,7 @@ from facegate.errors import (
 from facegate.ids import new_request_id
 from facegate.models import Operation
 from facegate.observability import logger, metrics
-from facegate.service import Caller
+from facegate.service import Call, Caller
 
 # API Gateway gives up on an integration after 29 s: answer before that, whatever
 # the function's own timeout, so the caller gets our error instead of a 504 page.
@@ -84,7 +84,7 @@ def handle(app: APIGatewayRestResolver, event: dict, context: Any) -> dict:
     remaining_s = GATEWAY_LIMIT_S
     if context is not None and hasattr(context, "get_remaining_time_in_millis"):
         remaining_s = min(remaining_s, context.get_remaining_time_in_millis() / 1000)
-    c = Caller(
+    c = Caller(  # with the request's one results-log record (c.log: the service or _error writes it)
         request_id=new_request_id(),
         tenant=tenant_of(event),
         deadline=started + remaining_s - DEADLINE_MARGIN_S,
@@ -145,10 +145,10 @@ def _error(
     app: APIGatewayRestResolver, e: FacegateError, operation: Operation | None, c: Caller | None = None
 ) -> Response:
     c = c or caller(app)
-    if operation is not None and not c.logged:
-        from facegate.service import default_service
+    if operation is not None:  # its one record, unless the service wrote it (CallLog: at most once)
+        from facegate.store import default_store
 
-        default_service().log_failure(operation, c, e)
+        c.log.record(Call(operation, c), e, default_store())
     logger.info(
         "request failed",
         extra={"error_code": e.code, "status": e.status, "vendor": e.vendor, "vendor_code": e.vendor_code},

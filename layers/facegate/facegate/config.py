@@ -42,7 +42,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, BeforeValidator, Field
 
-from facegate.models import VENDOR_IDS, S3Location, SecurityLevel, VendorId
+from facegate.models import VENDOR_IDS, SecurityLevel, VendorId
 from facegate.vendors.base import RESPONSE_MAX_SKEW_S
 
 
@@ -103,23 +103,6 @@ class Settings(BaseModel):
     def secret_name(self, vendor_id: str) -> str:
         assert vendor_id in VENDOR_IDS
         return f"facegate/{self.stage}/vendors/{vendor_id}"
-
-    def s3_input_bucket(self, location: S3Location) -> str:
-        """The bucket an ``{"s3": …}`` image is read from: the stack's own (under
-        ``inputs_prefix`` when one is set) or one ``input_buckets`` lists, which are
-        exactly what the function's role may read (template.yaml). Anything else is
-        the caller's error, answered before any AWS call."""
-        from facegate.errors import InvalidRequest
-
-        bucket = location.bucket or self.bucket
-        if not bucket:
-            raise InvalidRequest("s3 images need a bucket (no default bucket is configured)")
-        if bucket == self.bucket:
-            if self.inputs_prefix and not location.key.startswith(self.inputs_prefix):
-                raise InvalidRequest(f"s3 image keys in the stage's bucket must start with {self.inputs_prefix!r}")
-        elif bucket not in self.input_buckets:
-            raise InvalidRequest("s3 images may only name the stage's bucket or one its ExtraInputBuckets lists")
-        return bucket
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:

@@ -51,7 +51,7 @@ class S3Location(Strict):
     ``.`` or empty segments, a leading ``/``, control characters) is the caller's error.
     Such keys are legal in S3, but URL normalisation along the way could turn them into
     another object than the one the prefix check saw. Which buckets and prefixes a stage
-    reads from is the service's decision (``Settings.s3_input_bucket``)."""
+    reads from is the stage's decision (``facegate.inputs.s3_bucket``)."""
 
     bucket: str | None = Field(default=None, description="Defaults to the stack's own bucket.")
     key: Annotated[str, StringConstraints(min_length=1, max_length=1024)]

@@ -8,7 +8,6 @@ or failure, leaves exactly one record in the results log.
 
 from __future__ import annotations
 
-import hashlib
 import secrets as _secrets
 import time
 from collections.abc import Callable
@@ -18,20 +17,17 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from facegate import images as imagelib
 from facegate.config import Settings, settings
 from facegate.errors import (
     CallerError,
     FacegateError,
-    ImageTooLarge,
-    ImageUnavailable,
     InternalError,
     InvalidOption,
-    InvalidRequest,
     UnsupportedOperation,
     VendorNotConfigured,
 )
 from facegate.health import CooldownPolicy, DynamoHealthBook, HealthBook, MemoryHealthBook
+from facegate.inputs import RequestImages
 from facegate.models import (
     Box,
     CompareRequest,
@@ -56,7 +52,41 @@ from facegate.secrets import is_configured, load_credentials
 from facegate.store import ConsensusVote, ResultRecord, ResultsStore, ResultView, default_store, now
 from facegate.transport import Timeouts, Transport
 from facegate.vendors import vendor_class, vendor_ids
-from facegate.vendors.base import CallContext, CompareOutcome, HttpVendor, Identity, ImageRef, Vendor, decide
+from facegate.vendors.base import CallContext, CompareOutcome, HttpVendor, Identity, Vendor, decide
+
+
+class CallLog:
+    """The one results-log record of one call: every call, success or failure, leaves
+    exactly one (the module's promise).
+
+    Each ``Caller`` has its own, so there is one per request (``facegate.api.handle``)
+    and one per batch item. Whoever learns the call's outcome records it here: the
+    service once it has run the operation (or been told of a failure before it,
+    ``Service.log_failure``), the API edge for a request refused before the service
+    ran (validation, a bad Idempotency-Key). Only the first outcome is written; a later
+    one is ignored, so the edge records every failure it maps without asking whether
+    the service already did."""
+
+    def __init__(self) -> None:
+        self._recorded = False
+
+    def record(self, call: Call, outcome: BaseModel | FacegateError, store: ResultsStore) -> bool:
+        """Write ``call``'s record with its ``outcome`` (the answer, or the error) to
+        ``store``, unless this call's record is written already. True if this wrote it.
+        A failed write is logged and counted, never raised: the caller still gets the
+        answer they may have paid for."""
+        if self._recorded:
+            return False
+        record = _record_of(call, outcome, store)
+        self._recorded = True
+        try:
+            store.put(record)
+        except Exception:
+            from facegate.observability import logger, metrics
+
+            logger.exception("results log write failed", extra={"request_id": call.caller.request_id})
+            metrics.add_metric(name="ResultsLogWriteFailed", unit="Count", value=1)
+        return True
 
 
 @dataclass
@@ -75,7 +105,7 @@ class Caller:
     batch_id: str | None = None
     batch_line: int | None = None
     idempotency_id: str | None = None  # the Idempotency-Key record this call answers (facegate.idempotency)
-    logged: bool = False  # its results-log record is written (exactly one per call)
+    log: CallLog = field(default_factory=CallLog, repr=False, compare=False)  # its one results-log record
 
     def __post_init__(self) -> None:
         if self.tenant is None and self.batch_id is not None:
@@ -88,7 +118,7 @@ class Caller:
 @dataclass
 class Call:
     """The bookkeeping of one operation, whatever its outcome; becomes the log record
-    (``Service._log`` writes every field here, so nothing an operation learns is lost)."""
+    (``CallLog.record`` writes every field here, so nothing an operation learns is lost)."""
 
     operation: Operation
     caller: Caller
@@ -176,17 +206,18 @@ class Service:
         return VendorsResponse(vendors=infos, default_vendor=self.cfg.default_vendor)
 
     def log_failure(self, operation: Operation, caller: Caller, error: FacegateError) -> None:
-        """For failures that happen before the service runs (e.g. request validation)."""
-        self._log(Call(operation, caller), error=error)
+        """Record a failure that happened before the service ran (a batch line that does
+        not parse, an item no delivery finished); nothing if the call has its record."""
+        caller.log.record(Call(operation, caller), error, self.store)
 
     # --- the operations' bodies ------------------------------------------------------
 
     def _compare(self, req: CompareRequest, call: Call) -> CompareResponse:
         plan = self._plan(call.operation, req)
-        inputs = _Inputs(self, [req.image1, req.image2], call, plan)
+        images = self._images([req.image1, req.image2], call, plan)
 
         def attempt(vendor: Vendor, planned: Planned) -> CompareOutcome:
-            refs = inputs.refs_for(vendor)
+            refs = images.refs_for(vendor)
             return vendor.compare(refs[0], refs[1], self._ctx(call, planned, req.security_level))
 
         if req.consensus is None:
@@ -252,11 +283,11 @@ class Service:
         call.id_number_masked = mask_id_number(identity.id_number)
         call.id_number_hmac = fingerprint(identity.id_number, pepper=self._pepper())
         plan = self._plan(call.operation, req)
-        inputs = _Inputs(self, [req.image], call, plan)
+        images = self._images([req.image], call, plan)
 
         def attempt(vendor: Vendor, planned: Planned) -> CompareOutcome:
             ctx = self._ctx(call, planned, req.security_level)
-            return vendor.verify_identity(identity, inputs.refs_for(vendor)[0], ctx)
+            return vendor.verify_identity(identity, images.refs_for(vendor)[0], ctx)
 
         vendor, outcome = self.router.first(plan, attempt, call.attempts, call.caller.deadline)
         return VerifyIdentityResponse(
@@ -268,10 +299,10 @@ class Service:
 
     def _detect(self, req: DetectRequest, call: Call) -> DetectResponse:
         plan = self._plan(call.operation, req)
-        inputs = _Inputs(self, [req.image], call, plan)
+        images = self._images([req.image], call, plan)
 
         def attempt(vendor: Vendor, planned: Planned):
-            return vendor.detect(inputs.refs_for(vendor)[0], req.max_faces, self._ctx(call, planned))
+            return vendor.detect(images.refs_for(vendor)[0], req.max_faces, self._ctx(call, planned))
 
         vendor, outcome = self.router.first(plan, attempt, call.attempts, call.caller.deadline)
         faces = [
@@ -279,21 +310,21 @@ class Service:
             for f in outcome.faces[: req.max_faces]
         ]
         call.face_count = len(faces)
-        image = inputs.decoded(0)
+        width, height = images.size(0) or (None, None)
         return DetectResponse(
             faces=faces,
             face_count=len(faces),
-            image_width=image.width if image else None,
-            image_height=image.height if image else None,
+            image_width=width,
+            image_height=height,
             **self._common(call, vendor.id, outcome),
         )
 
     def _features(self, req: FeaturesRequest, call: Call) -> FeaturesResponse:
         plan = self._plan(call.operation, req)
-        inputs = _Inputs(self, [req.image], call, plan)
+        images = self._images([req.image], call, plan)
 
         def attempt(vendor: Vendor, planned: Planned):
-            return vendor.features(inputs.refs_for(vendor)[0], self._ctx(call, planned))
+            return vendor.features(images.refs_for(vendor)[0], self._ctx(call, planned))
 
         vendor, outcome = self.router.first(plan, attempt, call.attempts, call.caller.deadline)
         call.dimension = len(outcome.embedding)
@@ -303,6 +334,13 @@ class Service:
             model=outcome.model,
             **self._common(call, vendor.id, outcome),
         )
+
+    def _images(self, inputs: list[ImageInput], call: Call, plan: list[Planned]) -> RequestImages:
+        """The request's images, every one checked (and read, unless a URL) for every
+        planned vendor before any is called; their fingerprints go to the record."""
+        images = RequestImages(inputs, [p.vendor_class for p in plan], self.cfg, call.caller.deadline)
+        call.fingerprints.extend(images.fingerprints)
+        return images
 
     # --- vendor choice, routing -------------------------------------------------------
 
@@ -411,158 +449,53 @@ class Service:
         try:
             response = body()
         except FacegateError as e:
-            self._log(call, error=e)
+            call.caller.log.record(call, e, self.store)
             raise
         except Exception as e:
-            self._log(call, error=InternalError("internal error"))
+            call.caller.log.record(call, InternalError("internal error"), self.store)
             raise e
-        self._log(call, response=response)
+        call.caller.log.record(call, response, self.store)
         return response
 
-    def _log(self, call: Call, response: BaseModel | None = None, error: FacegateError | None = None) -> None:
-        r = response.model_dump() if response is not None else {}
-        created = now()
-        record = ResultRecord(
-            request_id=call.caller.request_id,
-            operation=call.operation,
-            status="ok" if error is None else "error",
-            http_status=200 if error is None else error.status,
-            vendor=r.get("vendor") or (error.vendor if error else None),
-            decision=r.get("decision"),
-            similarity=r.get("similarity"),
-            threshold=r.get("threshold"),
-            security_level=r.get("security_level"),
-            vendor_score=r.get("vendor_score"),
-            vendor_request_id=r.get("vendor_request_id"),
-            billed=call.attempts.billed() if call.attempts.items else (error.billed if error else None),
-            latency_ms=call.caller.elapsed_ms(),
-            error_code=error.code if error else None,
-            vendor_code=error.vendor_code if error else None,
-            image_sha256=call.fingerprints,
-            face_count=call.face_count,
-            dimension=call.dimension,
-            name_masked=call.name_masked,
-            id_number_masked=call.id_number_masked,
-            id_number_hmac=call.id_number_hmac,
-            consensus_rule=call.consensus_rule,
-            consensus=None if call.consensus is None else [ConsensusVote.of(v) for v in call.consensus],
-            attempts=call.attempts.items,
-            tenant=call.caller.tenant,
-            idempotency_id=call.caller.idempotency_id,
-            batch_id=call.caller.batch_id,
-            batch_line=call.caller.batch_line,
-            created_at=created,
-            expires_at=self.store.expiry(created),
-        )
-        call.caller.logged = True
-        try:
-            self.store.put(record)
-        except Exception:
-            # The caller still gets the answer they may have paid for; the failure is
-            # logged (without request data) and counted for alarms.
-            from facegate.observability import logger, metrics
 
-            logger.exception("results log write failed", extra={"request_id": call.caller.request_id})
-            metrics.add_metric(name="ResultsLogWriteFailed", unit="Count", value=1)
-
-
-class _Inputs:
-    """The request's images, each fetched and decoded at most once, then fitted to
-    each vendor's limits as that vendor is tried."""
-
-    def __init__(self, service: Service, inputs: list[ImageInput], call: Call, plan: list[Planned]):
-        for planned in plan:
-            self.check_for(inputs, planned.vendor_class)
-        self.service = service
-        self.inputs = inputs
-        self.call = call
-        self._decoded: list[imagelib.Image | None] = [None] * len(inputs)
-        for inp in inputs:  # every s3 image's place is checked before any is read
-            if inp.s3 is not None:
-                service.cfg.s3_input_bucket(inp.s3)
-        for i, inp in enumerate(inputs):
-            if inp.kind == "base64":
-                self._decoded[i] = imagelib.load_bytes(imagelib.decode_base64(inp.base64 or ""))
-            elif inp.kind == "s3":
-                self._decoded[i] = imagelib.load_bytes(self._s3_bytes(inp))
-            elif inp.kind == "url":
-                self._check_url(inp.url or "")
-        call.fingerprints.extend(self._fingerprint(i) for i in range(len(inputs)))
-
-    def _fingerprint(self, i: int) -> str:
-        image = self._decoded[i]
-        if image is not None:
-            return image.sha256
-        inp = self.inputs[i]
-        return hashlib.sha256((inp.url or inp.face_token or "").encode()).hexdigest()
-
-    def decoded(self, i: int) -> imagelib.Image | None:
-        return self._decoded[i]
-
-    @staticmethod
-    def check_for(inputs: list[ImageInput], cls: type[Vendor]) -> None:
-        """Refuse inputs a planned vendor could never take, before any call."""
-        for inp in inputs:
-            if inp.kind == "face_token" and not cls.accepts_face_tokens:
-                raise InvalidRequest(f"face_token images are only accepted by kuaidi100, not '{cls.id}'")
-
-    def refs_for(self, vendor: Vendor) -> list[ImageRef]:
-        sends_bytes = [self._sends_bytes(inp, vendor) for inp in self.inputs]
-        total = vendor.limits.total_bytes
-        budget = total // sum(sends_bytes) if total and any(sends_bytes) else None
-        return [
-            ImageRef(image=imagelib.fit(self._image(i), vendor.limits, budget)) if as_bytes else self._passthrough(inp)
-            for i, (inp, as_bytes) in enumerate(zip(self.inputs, sends_bytes, strict=True))
-        ]
-
-    @staticmethod
-    def _sends_bytes(inp: ImageInput, vendor: Vendor) -> bool:
-        return inp.kind in ("base64", "s3") or (inp.kind == "url" and not vendor.accepts_urls)
-
-    @staticmethod
-    def _passthrough(inp: ImageInput) -> ImageRef:
-        return ImageRef(face_token=inp.face_token) if inp.kind == "face_token" else ImageRef(url=inp.url)
-
-    def _image(self, i: int) -> imagelib.Image:
-        image = self._decoded[i]
-        if image is None:  # a URL, fetched only once a vendor needs its bytes
-            image = self._decoded[i] = imagelib.load_bytes(self._fetch_url(self.inputs[i].url or ""))
-        return image
-
-    def _check_url(self, url: str) -> None:
-        if url.lower().startswith("http://") and not self.service.cfg.allow_http_urls:
-            raise InvalidRequest("image URLs must use https://")
-
-    def _fetch_url(self, url: str) -> bytes:
-        from facegate.fetch import default_fetcher
-
-        cfg = self.service.cfg
-        return default_fetcher().fetch(
-            url, allow_http=cfg.allow_http_urls, allowlist=cfg.url_allowlist, deadline=self.call.caller.deadline
-        )
-
-    def _s3_bytes(self, inp: ImageInput) -> bytes:
-        from botocore.exceptions import ClientError, ParamValidationError
-
-        assert inp.s3 is not None
-        bucket = self.service.cfg.s3_input_bucket(inp.s3)
-        try:
-            obj = _s3().get_object(Bucket=bucket, Key=inp.s3.key)
-        except ParamValidationError:  # botocore's own checks (a bucket name like "a/../b"), before any call
-            raise InvalidRequest("the s3 bucket or key is not valid") from None
-        except ClientError as e:
-            code = e.response.get("Error", {}).get("Code", "")
-            raise ImageUnavailable(f"the S3 image could not be read ({code})") from None
-        if obj.get("ContentLength", 0) > imagelib.MAX_IMAGE_BYTES:
-            raise ImageTooLarge("the S3 image is larger than the limit")
-        return obj["Body"].read()
-
-
-@cache
-def _s3():
-    import boto3
-
-    return boto3.client("s3")
+def _record_of(call: Call, outcome: BaseModel | FacegateError, store: ResultsStore) -> ResultRecord:
+    """The record, field by field: what the answer says (none of it for an error), what
+    the error says, and all the call's bookkeeping."""
+    error = outcome if isinstance(outcome, FacegateError) else None
+    r = {} if error is not None else outcome.model_dump()
+    created = now()
+    return ResultRecord(
+        request_id=call.caller.request_id,
+        operation=call.operation,
+        status="ok" if error is None else "error",
+        http_status=200 if error is None else error.status,
+        vendor=r.get("vendor") or (error.vendor if error else None),
+        decision=r.get("decision"),
+        similarity=r.get("similarity"),
+        threshold=r.get("threshold"),
+        security_level=r.get("security_level"),
+        vendor_score=r.get("vendor_score"),
+        vendor_request_id=r.get("vendor_request_id"),
+        billed=call.attempts.billed() if call.attempts.items else (error.billed if error else None),
+        latency_ms=call.caller.elapsed_ms(),
+        error_code=error.code if error else None,
+        vendor_code=error.vendor_code if error else None,
+        image_sha256=call.fingerprints,
+        face_count=call.face_count,
+        dimension=call.dimension,
+        name_masked=call.name_masked,
+        id_number_masked=call.id_number_masked,
+        id_number_hmac=call.id_number_hmac,
+        consensus_rule=call.consensus_rule,
+        consensus=None if call.consensus is None else [ConsensusVote.of(v) for v in call.consensus],
+        attempts=call.attempts.items,
+        tenant=call.caller.tenant,
+        idempotency_id=call.caller.idempotency_id,
+        batch_id=call.caller.batch_id,
+        batch_line=call.caller.batch_line,
+        created_at=created,
+        expires_at=store.expiry(created),
+    )
 
 
 @cache

@@ -186,11 +186,11 @@ def reset_clients() -> None:
     from aws_lambda_powertools.utilities import parameters
     from aws_lambda_powertools.utilities.parameters.constants import DEFAULT_PROVIDERS
 
-    from facegate import batch_jobs, batch_store, config, idempotency, service, store
+    from facegate import batch_jobs, batch_store, config, idempotency, inputs, service, store
 
     config.settings.cache_clear()
     service.default_service.cache_clear()
-    service._s3.cache_clear()
+    inputs._s3.cache_clear()
     store.default_store.cache_clear()
     batch_store.default_batch_store.cache_clear()
     batch_jobs.default_jobs.cache_clear()
