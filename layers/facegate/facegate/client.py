@@ -362,7 +362,7 @@ class Client:
     def _backoff(self, retry: int, retry_after: str | None) -> float:
         """Full jitter over an exponential window, never less than Retry-After."""
         window = min(self.backoff_max, self.backoff_base * 2 ** (retry - 1))
-        delay = random.uniform(0, window)  # noqa: S311 — jitter, not a secret
+        delay = random.uniform(0, window)  # noqa: S311 — jitter, not a secret  # nosec B311
         asked = _retry_after_seconds(retry_after)
         if asked is not None:
             delay = max(delay, min(asked, self.retry_after_max))
