@@ -127,3 +127,43 @@ def test_a_failing_state_table_never_fails_the_request():
             Attempts(),
             None,
         )
+
+
+@pytest.mark.parametrize("kind", ["memory", "dynamodb"])
+def test_only_an_opening_is_counted_as_cooldown_opened(kind, request, monkeypatch):
+    """Closed -> open and a failed probe (half-open -> open) count once each, in either
+    book and from either container; failures that only extend an open cooldown do not."""
+    from facegate import observability
+
+    opened: list[str] = []
+    monkeypatch.setattr(observability, "record_cooldown_opened", opened.append)
+    clock = Clock()
+    policy = CooldownPolicy(failures=3, window_s=60, cooldown_s=30)
+    if kind == "memory":
+        a = b = MemoryHealthBook(policy, clock=clock)
+    else:
+        a, b = books(request.getfixturevalue("table"), clock, policy)
+
+    a.record_failure("zoloz")
+    b.record_failure("zoloz")
+    assert opened == []
+    b.record_failure("zoloz")  # the third, from the other container: opens
+    assert opened == ["zoloz"]
+    a.record_failure("zoloz")  # a late failure while open: extends, no new opening
+    clock.t += 10
+    b.record_failure("zoloz")
+    assert opened == ["zoloz"]
+    clock.t += 31
+    assert a.allow("zoloz")  # the probe
+    a.record_failure("zoloz")  # ... failed: opens again
+    assert opened == ["zoloz", "zoloz"]
+    clock.t += 31
+    assert b.allow("zoloz")
+    b.record_success("zoloz")
+    for _ in range(2):
+        a.record_failure("zoloz")
+    assert opened == ["zoloz", "zoloz"]
+    a.record_failure("face2")
+    assert opened == ["zoloz", "zoloz"]
+    a.record_failure("zoloz")
+    assert opened == ["zoloz"] * 3

@@ -9,6 +9,10 @@ State lives in DynamoDB (one item per vendor, ``pk = "vendor#<id>"``) so that al
 Lambda containers agree; reads are cached for a second per container because the
 breaker only needs to be roughly current, and a read per call would add latency.
 Without a table (unit tests, a bare local run) the same logic runs in memory.
+
+Each opening (closed -> open, or a failed probe: half-open -> open) is counted once, by
+the book that made it, as the ``CooldownOpened`` metric; a failure that only extends an
+open cooldown is not an opening.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from facegate import observability
 from facegate.store import DynamoBacked, dynamo_number
 
 State = Literal["closed", "open", "half_open"]
@@ -117,14 +122,18 @@ class MemoryHealthBook(HealthBook):
         with self._lock:
             item = self._items.setdefault(vendor, {})
             if item.get("open_until") is not None:  # a failed probe (or a late failure): open again
+                opened = item["open_until"] <= now  # it was half-open, not still open
                 item.update(open_until=now + p.cooldown_s, failures=p.failures, window_start=now)
                 item.pop("probe_until", None)
-                return
-            if now - item.get("window_start", 0) >= p.window_s:
-                item.update(failures=0, window_start=now)
-            item["failures"] = item.get("failures", 0) + 1
-            if item["failures"] >= p.failures:
-                item["open_until"] = now + p.cooldown_s
+            else:
+                if now - item.get("window_start", 0) >= p.window_s:
+                    item.update(failures=0, window_start=now)
+                item["failures"] = item.get("failures", 0) + 1
+                opened = item["failures"] >= p.failures
+                if opened:
+                    item["open_until"] = now + p.cooldown_s
+        if opened:
+            observability.record_cooldown_opened(vendor)
 
 
 class DynamoHealthBook(DynamoBacked, HealthBook):
@@ -188,12 +197,15 @@ class DynamoHealthBook(DynamoBacked, HealthBook):
         }
         try:
             # A failed probe, or a failure while open: (re)open for a full cooldown.
-            self.table.update_item(
+            old = self.table.update_item(
                 Key=self._key(vendor),
                 UpdateExpression="SET open_until = :reopen, failures = :max, window_start = :now REMOVE probe_until",
                 ConditionExpression="attribute_exists(open_until)",
                 ExpressionAttributeValues={k: values[k] for k in (":now", ":reopen", ":max")},
-            )
+                ReturnValues="ALL_OLD",
+            )["Attributes"]
+            if float(old["open_until"]) <= now:  # it was half-open, not still open
+                observability.record_cooldown_opened(vendor)
         except ClientError as e:
             if e.response["Error"]["Code"] != "ConditionalCheckFailedException":
                 raise
@@ -224,6 +236,7 @@ class DynamoHealthBook(DynamoBacked, HealthBook):
                         ConditionExpression="attribute_not_exists(open_until)",
                         ExpressionAttributeValues={":reopen": values[":reopen"]},
                     )
+                    observability.record_cooldown_opened(vendor)
                 except ClientError as e3:
                     # Another container's failure opened it first: the circuit is open either way.
                     if e3.response["Error"]["Code"] != "ConditionalCheckFailedException":

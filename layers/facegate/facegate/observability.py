@@ -1,11 +1,20 @@
-"""Powertools Logger, Tracer and Metrics: one instance each per container.
+"""Powertools Logger, Tracer and Metrics: one instance each per container, and the
+per-vendor metrics the dashboard and alarms read.
 
 Configured by the environment (POWERTOOLS_SERVICE_NAME, POWERTOOLS_METRICS_NAMESPACE,
 POWERTOOLS_LOG_LEVEL, POWERTOOLS_TRACE_DISABLED). Nothing logged here may carry
 request bodies: log request ids, vendors, codes and timings only.
+
+Metric names and their dimensions are the ``METRICS`` table below: template.yaml's
+alarms and dashboard name them, and a test checks that they exist here (rename one
+and the alarms must follow). Every dimension value comes from a bounded set (vendor
+ids, error codes, decisions), never from a request: CloudWatch bills each distinct
+dimension combination as a metric of its own.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 
@@ -13,22 +22,85 @@ logger = Logger(service="facegate")
 tracer = Tracer(service="facegate")
 metrics = Metrics(namespace="Facegate", service="facegate")
 
+# --- metric names (namespace Facegate; Powertools adds the ``service`` dimension) -------------
 
-def count(name: str, dimension: str, value: str, n: int = 1) -> None:
-    """A Count metric with a dimension of its own, written at once (Powertools'
-    ``single_metric``): added to ``metrics`` it would put the dimension on every metric
-    of the invocation. Not written when metrics are off (locally); never raises — a
-    metric is not a reason for a request to fail."""
+VENDOR_ATTEMPTS = "VendorAttempts"  # a call to a vendor (each retry is one)
+VENDOR_LATENCY = "VendorLatency"  # ms of that call, answer or error
+VENDOR_FAILURES = "VendorFailures"  # 1 if the call failed vendor-side (the cooldown's rule), else 0
+VENDOR_BILLED = "VendorBilled"  # 1 if the vendor billed the call, else 0 (unknown counts 0)
+VENDOR_ERRORS = "VendorErrors"  # an attempt that ended in an error, by its code (skips included)
+VENDOR_ANSWERS = "VendorAnswers"  # a vendor's verdict, by decision (each consensus vote is one)
+VENDOR_FALLBACKS = "VendorFallbacks"  # a request moved on from this vendor to the next in its plan
+COOLDOWN_OPENED = "CooldownOpened"  # this vendor's circuit opened (closed or half-open -> open)
+RESULTS_LOG_WRITE_FAILED = "ResultsLogWriteFailed"  # an answer whose results-log record was lost
+
+# name -> its dimensions, exactly as emitted.
+METRICS: Mapping[str, tuple[str, ...]] = {
+    VENDOR_ATTEMPTS: ("service", "vendor"),
+    VENDOR_LATENCY: ("service", "vendor"),
+    VENDOR_FAILURES: ("service", "vendor"),
+    VENDOR_BILLED: ("service", "vendor"),
+    VENDOR_ERRORS: ("service", "vendor", "error_code"),
+    VENDOR_ANSWERS: ("service", "vendor", "decision"),
+    VENDOR_FALLBACKS: ("service", "vendor"),
+    COOLDOWN_OPENED: ("service", "vendor"),
+    RESULTS_LOG_WRITE_FAILED: ("service",),
+}
+
+
+def publish(dimensions: Mapping[str, str], values: Mapping[str, tuple[str, float]]) -> None:
+    """Write ``{name: (unit, value)}`` at once as one EMF record with exactly these
+    dimensions (plus ``service``): added to ``metrics`` they would put the dimensions on
+    every metric of the invocation. Not written when metrics are off (locally); never
+    raises — a metric is not a reason for a request to fail."""
     try:
-        from aws_lambda_powertools.metrics import MetricUnit, single_metric
+        from aws_lambda_powertools.metrics import EphemeralMetrics
         from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
         if is_metrics_disabled():
             return
-        dimensions = {"service": metrics.service or "facegate", dimension: value}
-        with single_metric(
-            name=name, unit=MetricUnit.Count, value=n, namespace=metrics.namespace, default_dimensions=dimensions
-        ):
-            pass
+        record = EphemeralMetrics(namespace=metrics.namespace, service=metrics.service or "facegate")
+        for name, value in dimensions.items():
+            record.add_dimension(name=name, value=value)
+        for name, (unit, value) in values.items():
+            record.add_metric(name=name, unit=unit, value=value)
+        record.flush_metrics()
     except Exception:
-        logger.debug("metric not recorded", extra={"metric": name})
+        logger.debug("metric not recorded", extra={"metrics": list(values)})
+
+
+def count(name: str, dimension: str, value: str, n: int = 1) -> None:
+    """A Count metric with one dimension of its own (see ``publish``)."""
+    publish({dimension: value}, {name: ("Count", n)})
+
+
+def record_attempt(
+    vendor: str, error_code: str | None, *, latency_ms: int | None, billed: bool | None, vendor_failure: bool
+) -> None:
+    """One attempt of the router's. ``latency_ms`` None: the vendor was not called
+    (cooling down, no time left), so only its error code is counted."""
+    if latency_ms is not None:
+        publish(
+            {"vendor": vendor},
+            {
+                VENDOR_ATTEMPTS: ("Count", 1),
+                VENDOR_LATENCY: ("Milliseconds", latency_ms),
+                VENDOR_FAILURES: ("Count", int(vendor_failure)),
+                VENDOR_BILLED: ("Count", int(billed is True)),
+            },
+        )
+    if error_code is not None:
+        publish({"vendor": vendor, "error_code": error_code}, {VENDOR_ERRORS: ("Count", 1)})
+
+
+def record_answer(vendor: str, decision: str) -> None:
+    publish({"vendor": vendor, "decision": decision}, {VENDOR_ANSWERS: ("Count", 1)})
+
+
+def record_fallback(vendor: str) -> None:
+    """A request left ``vendor`` (no answer) for the next vendor of its plan."""
+    count(VENDOR_FALLBACKS, "vendor", vendor)
+
+
+def record_cooldown_opened(vendor: str) -> None:
+    count(COOLDOWN_OPENED, "vendor", vendor)

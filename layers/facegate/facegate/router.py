@@ -8,7 +8,8 @@
 
 Retries never risk a second bill: an attempt is repeated only when the vendor
 cannot have received it (``billed is False`` on a connect failure or timeout).
-Every attempt is recorded. Nothing starts once the request's deadline is too close
+Every attempt is recorded, and counted in per-vendor metrics (``facegate.observability``:
+latency, failures, billing, error codes, fallbacks). Nothing starts once the request's deadline is too close
 to finish, and vendors in cooldown are skipped (see ``facegate.health``).
 """
 
@@ -22,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from facegate import observability
 from facegate.errors import (
     CallerError,
     DeadlineExceeded,
@@ -71,10 +73,12 @@ class Attempts:
         self.items: list[Attempt] = []
         self._lock = threading.Lock()
 
-    def add(self, vendor: str, outcome: str, billed: bool | None, started: float) -> None:
+    def add(self, vendor: str, outcome: str, billed: bool | None, started: float) -> Attempt:
         latency = int((time.monotonic() - started) * 1000)
+        attempt = Attempt(vendor=vendor, outcome=outcome, billed=billed, latency_ms=latency)
         with self._lock:
-            self.items.append(Attempt(vendor=vendor, outcome=outcome, billed=billed, latency_ms=latency))
+            self.items.append(attempt)
+        return attempt
 
     def billed(self) -> bool | None:
         """True if any attempt was billed, None if any might have been, else False."""
@@ -121,13 +125,15 @@ class Router:
         deadline: float | None,
     ) -> tuple[Vendor, Any]:
         last: VendorError | None = None
-        for planned in plan:
+        for i, planned in enumerate(plan):
             try:
                 return self._try(planned, attempt, attempts, deadline)
             except VendorError as e:
                 if not e.failover:
                     raise
                 last = e
+                if i + 1 < len(plan):
+                    observability.record_fallback(planned.id)
         assert last is not None
         raise last
 
@@ -157,10 +163,30 @@ class Router:
         try:
             record(vid)
         except Exception:
-            from facegate.observability import logger, metrics
+            observability.logger.warning("vendor health update failed", extra={"vendor": vid}, exc_info=True)
+            observability.metrics.add_metric(name="HealthUpdateFailed", unit="Count", value=1)
 
-            logger.warning("vendor health update failed", extra={"vendor": vid}, exc_info=True)
-            metrics.add_metric(name="HealthUpdateFailed", unit="Count", value=1)
+    @staticmethod
+    def _record(
+        attempts: Attempts,
+        vid: str,
+        outcome: str,
+        billed: bool | None,
+        started: float,
+        *,
+        called: bool = True,
+        vendor_failure: bool = False,
+    ) -> None:
+        """Note the attempt in the request's record and in the metrics (``called``: the
+        vendor was asked, so its latency and billing mean something)."""
+        a = attempts.add(vid, outcome, billed, started)
+        observability.record_attempt(
+            vid,
+            None if outcome == "ok" else outcome,
+            latency_ms=a.latency_ms if called else None,
+            billed=billed,
+            vendor_failure=vendor_failure,
+        )
 
     def _try(
         self,
@@ -175,11 +201,11 @@ class Router:
                 e = DeadlineExceeded(
                     f"no time left to ask {vid} before the request's deadline", vendor=vid, billed=False
                 )
-                attempts.add(vid, e.code, False, time.monotonic())
+                self._record(attempts, vid, e.code, False, time.monotonic(), called=False)
                 raise e
             if not self.health.allow(vid):
                 e = VendorCoolingDown(f"{vid} is cooling down after repeated failures", vendor=vid, billed=False)
-                attempts.add(vid, "VENDOR_COOLING_DOWN", False, time.monotonic())
+                self._record(attempts, vid, "VENDOR_COOLING_DOWN", False, time.monotonic(), called=False)
                 raise e
             started = time.monotonic()
             try:
@@ -188,19 +214,20 @@ class Router:
             except CallerError as e:
                 # The vendor answered (about the request): it is healthy.
                 e.vendor = e.vendor or vid
-                attempts.add(vid, e.code, e.billed, started)
+                self._record(attempts, vid, e.code, e.billed, started)
                 self._note(self.health.record_success, vid)
                 raise
             except VendorError as e:
                 e.vendor = e.vendor or vid
-                attempts.add(vid, e.code, e.billed, started)
-                if counts_against_health(e):
+                unwell = counts_against_health(e)
+                self._record(attempts, vid, e.code, e.billed, started, vendor_failure=unwell)
+                if unwell:
                     self._note(self.health.record_failure, vid)
                 if retry_safe(e) and n < self.retry.max_retries:
                     self.sleep(self.retry.backoff_s * (1 + random.random()))  # noqa: S311 - jitter, not crypto  # nosec B311
                     continue
                 raise
-            attempts.add(vid, "ok", outcome.billed, started)
+            self._record(attempts, vid, "ok", outcome.billed, started)
             self._note(self.health.record_success, vid)
             return vendor, outcome
         raise AssertionError("unreachable")

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from facegate import observability
 from facegate.config import Settings, settings
 from facegate.errors import (
     CallerError,
@@ -423,6 +424,7 @@ class Service:
     def _verdict(self, vendor_id: str, outcome: CompareOutcome, level: str) -> dict[str, Any]:
         overrides = self.cfg.thresholds.get(vendor_id)  # type: ignore[call-overload]
         decision, threshold = decide(outcome, level, overrides)  # type: ignore[arg-type]
+        observability.record_answer(vendor_id, decision)
         return {
             "decision": decision,
             "match": None if decision == "uncertain" else decision == "match",
