@@ -85,12 +85,26 @@ class S3Location(Strict):
         return v
 
 
+def _exactly_one_image_schema(schema: dict[str, Any]) -> None:
+    """The spec says what ``_exactly_one`` checks: one kind given (not null), the others absent or null."""
+    kinds = list(schema["properties"])
+    schema["oneOf"] = [
+        {"required": [k], "properties": {k: {"not": {"type": "null"}}} | {o: {"type": "null"} for o in kinds if o != k}}
+        for k in kinds
+    ]
+
+
 class ImageInput(Strict):
     """Exactly one of ``base64`` (a ``data:`` URI prefix is accepted), ``url``, ``s3``,
     or ``face_token`` (a token an earlier Kuaidi100 compare returned)."""
 
+    model_config = ConfigDict(json_schema_extra=_exactly_one_image_schema)
+
     base64: str | None = None
-    url: Annotated[str, StringConstraints(min_length=1, max_length=2048)] | None = None
+    # The pattern only tells the spec what ``_https`` checks (JSON Schema applies it to strings only).
+    url: Annotated[str, StringConstraints(min_length=1, max_length=2048)] | None = Field(
+        default=None, json_schema_extra={"pattern": "^[hH][tT][tT][pP][sS]?://"}
+    )
     s3: S3Location | None = None
     face_token: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = None
 
@@ -128,7 +142,7 @@ class ImageInput(Strict):
 
 class Routing(Strict):
     vendor: VendorId | None = Field(default=None, description="Defaults to the stage's default vendor.")
-    fallback: Annotated[list[VendorId], Field(max_length=5)] = Field(
+    fallback: Annotated[list[VendorId], Field(max_length=5, json_schema_extra={"uniqueItems": True})] = Field(
         default_factory=list, description="Vendors to try in order when the vendor is unavailable."
     )
     options: dict[str, Any] = Field(default_factory=dict, description="Vendor-specific options.")
@@ -142,7 +156,7 @@ class Routing(Strict):
 
 
 class ConsensusSpec(Strict):
-    vendors: Annotated[list[VendorId], Field(min_length=2, max_length=5)]
+    vendors: Annotated[list[VendorId], Field(min_length=2, max_length=5, json_schema_extra={"uniqueItems": True})]
     rule: Literal["all", "majority"] = "majority"
 
     @field_validator("vendors")
