@@ -7,8 +7,8 @@ import base64
 import json
 import uuid
 
+from facegate_local.gateway import api_gateway_event, local_key_id, proxy_reply, render_gateway_template
 from facegate_local.lambda_context import LambdaContext
-from facegate_local.server import api_gateway_event, local_key_id, proxy_reply, render_gateway_template
 from facegate_local.template import Route, RouteMatch
 
 
