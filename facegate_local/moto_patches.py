@@ -1,6 +1,6 @@
 """Two monkeypatches of moto for the local batch runner (``facegate_local.batch``),
 each applied once per process on first use. moto is pinned (requirements-dev.txt):
-tests/unit/local/test_moto_patches.py checks that what they patch is still what
+tests/integration/local/test_moto_patches.py checks that what they patch is still what
 they expect, and names this file when a moto upgrade changes it."""
 
 from __future__ import annotations
