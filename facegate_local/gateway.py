@@ -94,6 +94,20 @@ def render_gateway_template(text: str, *, request_id: str, message: str, respons
     return out.encode()
 
 
+def render_gateway_header(expression: str, *, request_id: str, response_type: str) -> str | None:
+    """A gateway response header's value from its mapping expression: a quoted
+    literal, or one of the ``context`` variables API Gateway has for its own errors;
+    None for anything else (request parameters, stage variables): the header is
+    left out then."""
+    if len(expression) >= 2 and expression[0] == expression[-1] == "'":
+        return expression[1:-1]
+    return {
+        "context.requestId": request_id,
+        "context.extendedRequestId": request_id,
+        "context.error.responseType": response_type,
+    }.get(expression)
+
+
 def builtin_error_body(request_id: str, code: str, message: str) -> bytes:
     """The contract's error shape, for errors the template gives no response for."""
     error = {
@@ -105,6 +119,14 @@ def builtin_error_body(request_id: str, code: str, message: str) -> bytes:
         "vendor_message": None,
     }
     return json.dumps({"request_id": request_id, "error": error}).encode()
+
+
+def with_request_id(headers: list[tuple[str, str]], request_id: str) -> list[tuple[str, str]]:
+    """``headers`` with the contract's ``X-Request-Id`` (every response carries one)
+    unless they have it already."""
+    if any(k.lower() == "x-request-id" for k, _ in headers):
+        return headers
+    return [*headers, ("X-Request-Id", request_id)]
 
 
 def api_gateway_event(
@@ -265,7 +287,13 @@ class LocalApi:
         request_id = str(uuid.uuid4())
         fallback = "DEFAULT_5XX" if status >= 500 else "DEFAULT_4XX"
         body = None
+        reply_headers = [("Content-Type", "application/json"), ("x-amzn-RequestId", request_id)]
         configured = self.gateway_responses.get(response_type) or self.gateway_responses.get(fallback)
+        if configured is not None:
+            for name, expression in configured.headers.items():
+                value = render_gateway_header(expression, request_id=request_id, response_type=response_type)
+                if value is not None:
+                    reply_headers.append((name, value))
         if configured is not None and "application/json" in configured.templates:
             body = render_gateway_template(
                 configured.templates["application/json"],
@@ -277,12 +305,8 @@ class LocalApi:
                 status = configured.status
         if body is None:
             body = builtin_error_body(request_id, code, message)
-        reply_headers = [
-            ("Content-Type", "application/json"),
-            ("x-amzn-RequestId", request_id),
-            *(headers or []),
-        ]
-        return Reply(status, reply_headers, body, close=close)
+            reply_headers = with_request_id(reply_headers, request_id)  # the contract's shape, the contract's header
+        return Reply(status, [*reply_headers, *(headers or [])], body, close=close)
 
     def too_large(self, content_length: int) -> Reply | None:
         if content_length <= MAX_BODY_BYTES:
@@ -316,11 +340,17 @@ class LocalApi:
             # Not an API Gateway answer (it says 403 Missing Authentication Token, or
             # whatever the template maps that to): a 405 tells the developer more.
             allowed = ", ".join(found.allowed)
+            request_id = str(uuid.uuid4())
             return Reply(
                 405,
-                [("Content-Type", "application/json"), ("Allow", allowed)],
+                [
+                    ("Content-Type", "application/json"),
+                    ("x-amzn-RequestId", request_id),
+                    ("X-Request-Id", request_id),
+                    ("Allow", allowed),
+                ],
                 builtin_error_body(
-                    str(uuid.uuid4()),
+                    request_id,
                     "METHOD_NOT_ALLOWED",
                     f"{raw_path[:200]} accepts {allowed}, not {method}",
                 ),

@@ -51,8 +51,10 @@ def make_http_server(api: LocalApi | None, port: int, log: TextIO = sys.stderr) 
             if api is not None:
                 reply = api.gateway_error("DEFAULT_4XX", status, "INVALID_REQUEST", text, close=True)
             else:
-                body = builtin_error_body(str(uuid.uuid4()), "INVALID_REQUEST", text)
-                reply = Reply(status, [("Content-Type", "application/json")], body, close=True)
+                request_id = str(uuid.uuid4())
+                body = builtin_error_body(request_id, "INVALID_REQUEST", text)
+                headers = [("Content-Type", "application/json"), ("X-Request-Id", request_id)]
+                reply = Reply(status, headers, body, close=True)
             print(f"{self.command or '-'} - {reply.status} (unreadable request)", file=log, flush=True)
             # An unreadable request line leaves http.server at HTTP/0.9, which has no
             # status line or headers: answer in HTTP/1.1 so the client sees the status.

@@ -34,7 +34,8 @@ unknown route; a body over API Gateway's 10 MB limit: 413; a function that fails
 502) are rendered from the template's ``GatewayResponses``, so they read as the
 deployed API's do; without one, the contract's error shape (``FORBIDDEN``,
 ``NOT_FOUND``, ``IMAGE_TOO_LARGE``, ``INTERNAL_ERROR``). Their ``request_id`` is
-the gateway's request id, as in AWS: no function ran, so nothing was logged.
+the gateway's request id, as in AWS (and so is their ``X-Request-Id``, mapped by each
+gateway response's ``ResponseParameters``): no function ran, so nothing was logged.
 
 Where this differs from API Gateway, on purpose:
 
