@@ -25,6 +25,10 @@ it) moves a message to the dead-letter queue after ``maxReceiveCount`` receives.
 Locally nobody wants to wait the queues' real visibility timeouts after a crash, so
 ``fast_forward`` makes such messages visible at once and advances the batch clock
 past any lease the crashed invocation held, as the real timeout would have.
+
+Beside it: ``facegate_local.moto_patches`` (moto made atomic per call and its
+DynamoDB transactions O(1), for many workers and long batches) and
+``facegate_local.batch_folder`` (a folder's manifest and files as S3 keys).
 """
 
 from __future__ import annotations
@@ -42,7 +46,9 @@ from pathlib import Path
 from typing import Any
 
 from facegate_local import aws
+from facegate_local.batch_folder import find_manifest, folder_files, manifest_key
 from facegate_local.lambda_context import LambdaContext
+from facegate_local.moto_patches import fast_transactions, serialize_moto
 from facegate_local.template import FunctionSpec, Resolver, Template, Unresolvable, as_bool, functions
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -164,111 +170,6 @@ def configure_bucket(template: Template, resolver: Resolver, logical: str, regio
             Bucket=bucket, NotificationConfiguration={"QueueConfigurations": queues}
         )
     return bucket
-
-
-_moto_lock = threading.RLock()
-_serialized = False
-
-
-def serialize_moto() -> None:
-    """Make every emulated AWS call atomic, as each is in AWS: moto's backends are
-    plain Python objects, and two threads updating one DynamoDB item (a conditional
-    update, an ADD) could otherwise interleave. Calls to loopback vendors are not
-    affected (moto passes them through before taking the lock)."""
-    global _serialized
-    if _serialized:
-        return
-    from moto.core.botocore_stubber import BotocoreStubber
-
-    original = BotocoreStubber.__call__
-
-    def locked(self, event_name, request, **kwargs):
-        if not self.enabled:
-            return None
-        with _moto_lock:
-            return original(self, event_name, request, **kwargs)
-
-    BotocoreStubber.__call__ = locked  # type: ignore[method-assign]
-    _serialized = True
-
-
-_fast_transactions = False
-
-
-def fast_transactions() -> None:
-    """moto backs up every table a DynamoDB transaction names by deep-copying the whole
-    table, so each transaction costs O(table size) and a batch (one transaction per
-    line) O(n²): at 1,000 lines that is most of the run. Back up only the items the
-    transaction names instead: the same all-or-nothing outcome, in O(1). A local
-    emulation fix only; DynamoDB itself does not care."""
-    global _fast_transactions
-    if _fast_transactions:
-        return
-    import copy as copy_module
-
-    from moto.dynamodb import models as ddb
-    from moto.dynamodb.models.dynamo_type import DynamoType
-
-    original = ddb.DynamoDBBackend.transact_write_items
-
-    class _NoTableCopies:
-        """``copy`` as moto's module sees it during one transaction: tables are not copied."""
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(copy_module, name)
-
-        @staticmethod
-        def deepcopy(obj: Any, memo: Any = None) -> Any:
-            return obj if isinstance(obj, ddb.Table) else copy_module.deepcopy(obj, memo)
-
-    def backup(self, transact_items: list[dict[str, Any]]) -> list[tuple[Any, Any, Any, Any]]:
-        saved = []
-        for entry in transact_items:
-            op = next(iter(entry.values()))
-            table = self.tables.get(op.get("TableName"))
-            if table is None:
-                continue
-            key = op.get("Key") or op.get("Item") or {}
-            try:
-                hk = DynamoType(key[table.hash_key_attr])
-                rk = DynamoType(key[table.range_key_attr]) if table.range_key_attr else None
-            except KeyError:
-                continue  # moto refuses the operation itself
-            held = table.items.get(hk)
-            current = (held or {}).get(rk) if rk is not None else held
-            saved.append((table, hk, rk, None if current is None else copy_module.deepcopy(current)))
-        return saved
-
-    def restore(saved: list[tuple[Any, Any, Any, Any]]) -> None:
-        for table, hk, rk, item in reversed(saved):
-            if rk is None:
-                if item is None:
-                    table.items.pop(hk, None)
-                else:
-                    table.items[hk] = item
-            elif item is None:
-                held = table.items.get(hk)
-                if held is not None:
-                    held.pop(rk, None)
-                    if not held:
-                        del table.items[hk]
-            else:
-                table.items[hk][rk] = item
-
-    def transact_write_items(self, transact_items):
-        saved = backup(self, transact_items)
-        module_copy = ddb.copy
-        ddb.copy = _NoTableCopies()
-        try:
-            return original(self, transact_items)
-        except Exception:
-            restore(saved)
-            raise
-        finally:
-            ddb.copy = module_copy
-
-    ddb.DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
-    _fast_transactions = True
 
 
 # --- Lambda's side -------------------------------------------------------------------------
@@ -633,45 +534,6 @@ class LocalBatches:
 
 
 # --- the command ------------------------------------------------------------------------------
-
-
-def folder_files(root: Path, manifest: Path, skip: Iterable[Path] = ()) -> list[tuple[str, Path]]:
-    """(S3 key, file) for every file under ``root`` but the manifest, hidden files and
-    ``skip``: each under its path relative to the folder. The ``facegate`` CLI's
-    ``batch submit`` uploads the same files."""
-    skipped = [p.resolve() for p in skip]
-    files = []
-    for path in sorted(root.rglob("*")):
-        rel = path.relative_to(root)
-        if (
-            not path.is_file()
-            or path.resolve() == manifest.resolve()
-            or any(part.startswith(".") for part in rel.parts)
-            or any(path.resolve().is_relative_to(s) for s in skipped)
-        ):
-            continue
-        files.append((rel.as_posix(), path))
-    return files
-
-
-def manifest_key(manifest: Path) -> str:
-    return f"batches/{manifest.stem}{manifest.suffix.lower()}"
-
-
-def find_manifest(path: Path) -> tuple[Path, Path]:
-    """(root folder, manifest file) for a folder or a manifest."""
-    if path.is_file():
-        return path.parent, path
-    if not path.is_dir():
-        raise SystemExit(f"facegate batch: {path} is neither a folder nor a manifest file")
-    found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in (".jsonl", ".csv"))
-    if len(found) != 1:
-        names = ", ".join(p.name for p in found) or "none"
-        raise SystemExit(
-            f"facegate batch: {path} must hold exactly one manifest (*.jsonl or *.csv) at its top level; "
-            f"found: {names}. Name the manifest instead of the folder."
-        )
-    return path, found[0]
 
 
 def main(

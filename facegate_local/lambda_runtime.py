@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+from facegate_local.gateway import api_gateway_event
 from facegate_local.lambda_context import LambdaContext
-from facegate_local.server import api_gateway_event
-from facegate_local.server import load_handler as _load_handler
+from facegate_local.runtime import load_handler as _load_handler
 from facegate_local.template import FunctionSpec, Route, RouteMatch
 
 ROOT = Path(__file__).resolve().parents[1]

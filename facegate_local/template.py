@@ -536,6 +536,8 @@ class GatewayResponse:
 
     status: int | None  # None: API Gateway's default status for the type
     templates: dict[str, str]  # content type → response template
+    # ResponseParameters.Headers: header name → mapping expression ('literal', context.requestId, …)
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 def gateway_responses(template: Template, resolver: Resolver, api: str | None) -> dict[str, GatewayResponse]:
@@ -555,5 +557,6 @@ def gateway_responses(template: Template, resolver: Resolver, api: str | None) -
         out[kind] = GatewayResponse(
             status=None if status is None else int(status),
             templates={str(k): str(v) for k, v in (spec.get("ResponseTemplates") or {}).items()},
+            headers={str(k): str(v) for k, v in ((spec.get("ResponseParameters") or {}).get("Headers") or {}).items()},
         )
     return out

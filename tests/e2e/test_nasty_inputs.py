@@ -14,9 +14,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from facegate_local.gateway import MAX_BODY_BYTES
 from facegate_local.sandboxes.face2 import Face2Sandbox
 from facegate_local.sandboxes.jumei import JumeiSandbox
-from facegate_local.server import MAX_BODY_BYTES
 
 from ..nasty_inputs import CASES, Nasty
 

@@ -16,14 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from facegate_local.server import (
-    MAX_BODY_BYTES,
-    Runtime,
-    StartupError,
-    build_runtime,
-    local_key_id,
-    make_http_server,
-)
+from facegate_local.gateway import MAX_BODY_BYTES, local_key_id
+from facegate_local.httpd import make_http_server
+from facegate_local.runtime import Runtime, StartupError, build_runtime
 
 KEY = "test-key"
 GATEWAY_403 = (

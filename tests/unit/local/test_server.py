@@ -6,10 +6,18 @@ from __future__ import annotations
 import base64
 import json
 import uuid
+from pathlib import Path
 
+from facegate_local.gateway import (
+    LocalApi,
+    api_gateway_event,
+    local_key_id,
+    proxy_reply,
+    render_gateway_header,
+    render_gateway_template,
+)
 from facegate_local.lambda_context import LambdaContext
-from facegate_local.server import api_gateway_event, local_key_id, proxy_reply, render_gateway_template
-from facegate_local.template import Route, RouteMatch
+from facegate_local.template import Resolver, Route, RouteMatch, Template, gateway_responses
 
 
 def event(**kw):
@@ -161,3 +169,33 @@ def test_the_context_counts_down_from_the_timeout():
     uuid.UUID(ctx.aws_request_id)
     expired = LambdaContext(function_name="f", memory_limit_in_mb="1", invoked_function_arn="a", timeout_s=0)
     assert expired.get_remaining_time_in_millis() == 0
+
+
+# --- X-Request-Id on the gateway's own answers ----------------------------------------------
+
+TEMPLATE_PATH = Path(__file__).resolve().parents[3] / "template.yaml"
+
+
+def test_every_gateway_response_of_the_template_is_rendered_with_its_x_request_id():
+    """Each type the template configures, and types it leaves to DEFAULT_4XX/5XX, as the
+    local emulation renders them: X-Request-Id is the request id of the body."""
+    template = Template.load(TEMPLATE_PATH)
+    responses = gateway_responses(template, Resolver(template), "FacegateApi")
+    api = LocalApi(routes=[], functions={}, api_keys=("k",), gateway_responses=responses)
+    kinds = [(kind, 400) for kind in responses] + [("BAD_REQUEST_BODY", 400), ("AUTHORIZER_FAILURE", 500)]
+    for kind, status in kinds:
+        reply = api.gateway_error(kind, status, "INVALID_REQUEST", "m")
+        headers = dict(reply.headers)
+        assert headers.get("X-Request-Id") == json.loads(reply.body)["request_id"] == headers["x-amzn-RequestId"], kind
+
+
+def test_gateway_header_expressions():
+    assert render_gateway_header("context.requestId", request_id="r", response_type="T") == "r"
+    assert render_gateway_header("'static'", request_id="r", response_type="T") == "static"
+    assert render_gateway_header("context.error.responseType", request_id="r", response_type="T") == "T"
+    assert render_gateway_header("method.request.header.x", request_id="r", response_type="T") is None
+
+
+def test_without_a_gateway_response_the_builtin_error_still_carries_x_request_id():
+    reply = LocalApi(routes=[], functions={}, api_keys=("k",)).gateway_error("THROTTLED", 429, "RATE_LIMITED", "m")
+    assert dict(reply.headers)["X-Request-Id"] == json.loads(reply.body)["request_id"]

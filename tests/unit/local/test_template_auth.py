@@ -184,3 +184,18 @@ def test_batch_inputs_expire_and_reports_live_as_long_as_the_results_log():
         assert rules[prefix]["ExpirationInDays"] == {"Ref": "BatchInputRetentionDays"}
         assert rules[prefix]["NoncurrentVersionExpiration"]["NoncurrentDays"] == 1
     assert rules["results/"]["ExpirationInDays"] == {"Ref": "ResultTtlDays"}
+
+
+def test_every_gateway_response_carries_x_request_id_in_aws(mode_and_body):
+    """The contract says every response carries X-Request-Id; API Gateway's own answers
+    only do when each gateway response maps it (a type with an entry of its own does not
+    inherit DEFAULT_4XX's parameters)."""
+    _, body = mode_and_body
+    responses = body["x-amazon-apigateway-gateway-responses"]
+    assert {"DEFAULT_4XX", "DEFAULT_5XX", "INVALID_API_KEY"} <= set(responses)
+    missing = {
+        kind
+        for kind, response in responses.items()
+        if (response.get("responseParameters") or {}).get("gatewayresponse.header.X-Request-Id") != "context.requestId"
+    }
+    assert missing == set()
