@@ -12,7 +12,7 @@ from facegate.observability import logger, metrics, tracer
 # Not @tracer.capture_method: it logs every exception with its traceback, and a retried
 # item raising is routine here (the processor reports it as a partial failure).
 def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> None:
-    default_jobs().handle_dead_letter(record.body, remaining_s=remaining_seconds(lambda_context))
+    default_jobs().drain.handle_record(record.body, remaining_s=remaining_seconds(lambda_context))
 
 
 @logger.inject_lambda_context

@@ -10,7 +10,7 @@ from facegate.observability import logger, metrics, tracer
 # Not @tracer.capture_method: it logs every exception with its traceback, and a retried
 # item raising is routine here (the processor reports it as a partial failure).
 def record_handler(record: SQSRecord) -> None:
-    default_jobs().handle_manifest_record(record.body)
+    default_jobs().splitter.handle_record(record.body)
 
 
 @logger.inject_lambda_context

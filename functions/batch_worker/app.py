@@ -12,7 +12,7 @@ from facegate.observability import logger, metrics, tracer
 # Not @tracer.capture_method: it logs every exception with its traceback, and a retried
 # item raising is routine here (the processor reports it as a partial failure).
 def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> None:
-    default_jobs().handle_item_record(
+    default_jobs().worker.handle_record(
         record.body,
         receive_count=int(record.attributes.approximate_receive_count),
         remaining_s=remaining_seconds(lambda_context),
@@ -29,5 +29,5 @@ def lambda_handler(event, context):
     response = process_partial_response(
         event=event, record_handler=record_handler, processor=processor, context=context
     )
-    default_jobs().report_touched()  # the last line of a batch: write its report
+    default_jobs().worker.report_touched()  # the last line of a batch: write its report
     return response

@@ -300,7 +300,7 @@ def test_summary_counts():
 
 
 def test_the_pacer_keeps_all_instances_under_a_vendors_rate():
-    from facegate.batch_jobs import Pacer
+    from facegate.batch_jobs.work import Pacer
     from facegate.config import Settings
 
     now = [100.0]

@@ -9,7 +9,8 @@ import boto3
 import pytest
 
 from facegate.batch import ItemMessage, ReportLine
-from facegate.batch_jobs import LEASE_MARGIN_S, RetryLater, default_jobs
+from facegate.batch_jobs import default_jobs
+from facegate.batch_jobs.context import LEASE_MARGIN_S, RetryLater
 from facegate.batch_store import default_batch_store
 from facegate.models import Operation
 
@@ -75,10 +76,10 @@ def test_a_line_leased_by_another_delivery_comes_back_after_the_lease(batches):
     default_batch_store().claim_line(batch_id, 1, "OTHER", now, now + 100, expires_at=0)
     (m,) = take_items(batches)
     with pytest.raises(RetryLater) as e:
-        jobs.process_item(msg(m), receive_count=1, remaining_s=60)
+        jobs.worker.process(msg(m), receive_count=1, remaining_s=60)
     assert 99 <= e.value.delay_s <= 102
     # On its last delivery a duplicate is dropped: the holder's own message answers for it.
-    jobs.process_item(msg(m), receive_count=5, remaining_s=60)
+    jobs.worker.process(msg(m), receive_count=5, remaining_s=60)
     assert default_batch_store().get_line(batch_id, 1).outcome is None
     assert batches.shuxun.requests == 0
 
@@ -87,7 +88,7 @@ def test_an_item_is_not_started_without_time_to_finish_it(batches):
     batch_id = split(batches, "late", compare_line(1) + "\n")
     (m,) = take_items(batches)
     with pytest.raises(RetryLater) as e:
-        default_jobs().process_item(msg(m), receive_count=1, remaining_s=2)
+        default_jobs().worker.process(msg(m), receive_count=1, remaining_s=2)
     assert e.value.delay_s == 0
     assert default_batch_store().get_line(batch_id, 1) is None  # not even claimed
     assert batches.shuxun.requests == 0
@@ -97,21 +98,21 @@ def test_retryable_errors_go_back_until_the_last_delivery_records_them(batches, 
     batch_id = split(batches, "retry", compare_line(1, vendor="kuaidi100") + "\n")
     (m,) = take_items(batches)
     jobs, store = default_jobs(), default_batch_store()
-    monkeypatch.setattr(jobs.cfg, "batch_retry_base_s", 4.0)
+    monkeypatch.setattr(jobs.ctx.cfg, "batch_retry_base_s", 4.0)
     for receive in (1, 2, 3):
         with pytest.raises(RetryLater) as e:
-            jobs.process_item(msg(m), receive_count=receive, remaining_s=60)
+            jobs.worker.process(msg(m), receive_count=receive, remaining_s=60)
         assert e.value.reason == "VENDOR_UNAVAILABLE"
         assert 2 * 2 ** (receive - 1) <= e.value.delay_s <= 4 * 2 ** (receive - 1)  # doubling, with jitter
         line = store.get_line(batch_id, 1)
         assert line.outcome is None and line.lease_until is None  # given back, not held
         assert line.last_error.code == "VENDOR_UNAVAILABLE" and line.attempts == receive
-    jobs.process_item(msg(m), receive_count=5, remaining_s=60)  # FACEGATE_BATCH_MAX_RECEIVES
+    jobs.worker.process(msg(m), receive_count=5, remaining_s=60)  # FACEGATE_BATCH_MAX_RECEIVES
     line = store.get_line(batch_id, 1)
     assert line.outcome.status == "error" and line.outcome.error.code == "VENDOR_UNAVAILABLE"
     assert line.outcome.error.retryable is True and line.outcome.caller_id == "c-1"
     assert not batches.local.finished("retry")  # the report is written once per invocation...
-    jobs.report_touched()
+    jobs.worker.report_touched()
     assert batches.local.finished("retry")  # ...when the handler is done with its records
 
 
@@ -120,13 +121,13 @@ def test_the_worker_backs_off_through_the_message_visibility(batches, monkeypatc
     (m,) = take_items(batches)
     jobs = default_jobs()
     seen = []
-    monkeypatch.setattr(jobs, "_set_visibility", lambda arn, receipt, delay: seen.append((arn, receipt, delay)))
-    monkeypatch.setattr(jobs, "_backoff", lambda receive_count: 42.0)
+    monkeypatch.setattr(jobs.worker, "_set_visibility", lambda arn, receipt, delay: seen.append((arn, receipt, delay)))
+    monkeypatch.setattr(jobs.worker, "_backoff", lambda receive_count: 42.0)
     queue = batches.local.queues["ItemQueue"]
     with pytest.raises(RetryLater):
-        jobs.handle_item_record(m["Body"], 1, 60.0, m["ReceiptHandle"], queue.arn)
+        jobs.worker.handle_record(m["Body"], 1, 60.0, m["ReceiptHandle"], queue.arn)
     assert seen == [(queue.arn, m["ReceiptHandle"], 42.0)]
-    assert jobs._queue_url(queue.arn) == queue.url  # FACEGATE_BATCH_QUEUE_URL names this queue
+    assert jobs.worker._queue_url(queue.arn) == queue.url  # FACEGATE_BATCH_QUEUE_URL names this queue
 
 
 def test_a_retry_waits_at_least_for_the_vendors_cooldown(batches):
@@ -136,21 +137,19 @@ def test_a_retry_waits_at_least_for_the_vendors_cooldown(batches):
 
             return VendorHealth(vendor, "open", 5, open_until=__import__("time").time() + 25)
 
-    class Service:
-        health = Health()
-
     from facegate.batch_jobs import BatchJobs
+    from facegate.batch_jobs.context import BatchContext
     from facegate.errors import VendorUnavailable
 
-    jobs = BatchJobs(service=Service())
-    assert 24 <= jobs._retry_delay(VendorUnavailable("cooling", vendor="shuxun"), 1) <= 26
-    assert jobs._retry_delay(VendorUnavailable("no vendor"), 1) == 0.0  # FACEGATE_BATCH_RETRY_BASE_S=0 here
+    worker = BatchJobs(BatchContext(cooldowns=Health())).worker
+    assert 24 <= worker._retry_delay(VendorUnavailable("cooling", vendor="shuxun"), 1) <= 26
+    assert worker._retry_delay(VendorUnavailable("no vendor"), 1) == 0.0  # FACEGATE_BATCH_RETRY_BASE_S=0 here
 
 
 def test_messages_that_are_no_item_or_of_no_batch_are_dropped(batches):
     jobs = default_jobs()
-    jobs.handle_item_record("not json", 1, 60.0, None, "arn:aws:sqs:us-east-1:123456789012:q")
-    jobs.process_item(ItemMessage(batch_id="0" * 24, line=1, start=0, end=10), receive_count=1)
+    jobs.worker.handle_record("not json", 1, 60.0, None, "arn:aws:sqs:us-east-1:123456789012:q")
+    jobs.worker.process(ItemMessage(batch_id="0" * 24, line=1, start=0, end=10), receive_count=1)
     assert batches.shuxun.requests == 0
 
 
@@ -160,12 +159,12 @@ def test_lines_too_long_or_gone_become_error_lines(batches):
     batch_id = split(batches, "gone", text)
     items = take_items(batches)
     jobs = default_jobs()
-    jobs.process_item(msg(items[1]), receive_count=1, remaining_s=60)
+    jobs.worker.process(msg(items[1]), receive_count=1, remaining_s=60)
     line = default_batch_store().get_line(batch_id, 2)
     assert line.outcome.error.code == "INVALID_REQUEST" and "longer than 2 MiB" in line.outcome.error.message
     # The manifest is replaced mid-run: the rest of this batch cannot be read any more.
     batches.upload_manifest("gone", "different\n")
-    jobs.process_item(msg(items[2]), receive_count=1, remaining_s=60)
+    jobs.worker.process(msg(items[2]), receive_count=1, remaining_s=60)
     line = default_batch_store().get_line(batch_id, 3)
     assert line.outcome.error.code == "MANIFEST_UNREADABLE"
     assert batches.shuxun.requests == 0
@@ -178,19 +177,19 @@ def test_the_dead_letter_drain(batches):
     sqs = boto3.client("sqs")
 
     # Line 1 was never started (it only rode along with a crashing line): one more round.
-    jobs.handle_dead_letter(items[0]["Body"])
+    jobs.drain.handle_record(items[0]["Body"])
     assert store.get_line(batch_id, 1).redrives == 1
     (again,) = take_items(batches)
     assert again["Body"] == items[0]["Body"] and again["Attributes"]["ApproximateReceiveCount"] == "1"
     # Its second time in the dead-letter queue ends it.
-    jobs.handle_dead_letter(items[0]["Body"])
+    jobs.drain.handle_record(items[0]["Body"])
     line = store.get_line(batch_id, 1)
     assert line.outcome.error.code == "ITEM_NOT_PROCESSED" and line.outcome.caller_id == "c-1"
 
     # Line 2 failed on every delivery it was tried: recorded at once, naming the last error.
     with pytest.raises(RetryLater):
-        jobs.process_item(msg(items[1]), receive_count=1, remaining_s=60)
-    jobs.handle_dead_letter(items[1]["Body"])
+        jobs.worker.process(msg(items[1]), receive_count=1, remaining_s=60)
+    jobs.drain.handle_record(items[1]["Body"])
     line = store.get_line(batch_id, 2)
     assert line.outcome.error.code == "ITEM_NOT_PROCESSED"
     assert "VENDOR_UNAVAILABLE" in line.outcome.error.message and line.outcome.error.vendor == "kuaidi100"
@@ -199,9 +198,9 @@ def test_the_dead_letter_drain(batches):
     now = jobs.clock()
     store.claim_line(batch_id, 3, "LIVE", now, now + 30, expires_at=0)
     with pytest.raises(RetryLater):
-        jobs.handle_dead_letter(items[2]["Body"])
+        jobs.drain.handle_record(items[2]["Body"])
     jobs.clock = lambda: now + 30 + LEASE_MARGIN_S
-    jobs.handle_dead_letter(items[2]["Body"])
+    jobs.drain.handle_record(items[2]["Body"])
     assert store.get_line(batch_id, 3).outcome.error.code == "ITEM_NOT_PROCESSED"
 
     # Every line has an outcome, so the drain wrote the report.
@@ -224,12 +223,12 @@ def test_an_unexpected_failure_on_the_last_delivery_still_ends_the_line(batches,
 
     # Line 1: a bug inside the service. Retried while deliveries remain, then recorded.
     with monkeypatch.context() as m:
-        m.setattr(jobs.service, "compare", boom)
+        m.setattr(jobs.ctx.operations, "compare", boom)
         with pytest.raises(RuntimeError):
-            jobs.process_item(msg(items[0]), receive_count=1, remaining_s=60)
+            jobs.worker.process(msg(items[0]), receive_count=1, remaining_s=60)
         line = store.get_line(batch_id, 1)
         assert line.outcome is None and line.lease_until is None  # given back at once
-        jobs.process_item(msg(items[0]), receive_count=5, remaining_s=60)
+        jobs.worker.process(msg(items[0]), receive_count=5, remaining_s=60)
     line = store.get_line(batch_id, 1)
     assert line.outcome.error.code == "INTERNAL_ERROR" and line.outcome.caller_id == "c-1"
 
@@ -245,7 +244,7 @@ def test_an_unexpected_failure_on_the_last_delivery_still_ends_the_line(batches,
         return complete_line(self, *args, **kw)
 
     monkeypatch.setattr(type(store), "complete_line", flaky)
-    jobs.process_item(msg(items[1]), receive_count=5, remaining_s=60)
+    jobs.worker.process(msg(items[1]), receive_count=5, remaining_s=60)
     line = store.get_line(batch_id, 2)
     assert line.outcome.status == "ok" and line.recovered and line.outcome.caller_id == "c-2"
     assert batches.shuxun.billed == 1

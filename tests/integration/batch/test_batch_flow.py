@@ -182,9 +182,9 @@ def test_a_manifest_that_never_splits_fails_through_the_dead_letter_queue(batche
 
 
 def test_a_failed_batch_whose_report_could_not_be_written_gets_it_on_the_retry(batches, monkeypatch):
-    from facegate.batch_jobs import BatchJobs
+    from facegate.batch_jobs.report import Reporter
 
-    put = BatchJobs._put
+    put = Reporter._put
     calls = []
 
     def flaky_put(self, bucket, key, body, content_type):
@@ -193,7 +193,7 @@ def test_a_failed_batch_whose_report_could_not_be_written_gets_it_on_the_retry(b
             raise ConnectionError("S3 went away")
         return put(self, bucket, key, body, content_type)
 
-    monkeypatch.setattr(BatchJobs, "_put", flaky_put)
+    monkeypatch.setattr(Reporter, "_put", flaky_put)
     batches.upload_manifest("flaky", b"\x00\x01 not a manifest")
     meta = batches.run("flaky")  # marked failed, but the report write failed: the message comes back
     assert meta.status == "failed"

@@ -12,7 +12,7 @@ import boto3
 import pytest
 
 from facegate.batch import ItemMessage
-from facegate.batch_jobs import BatchJobs
+from facegate.batch_jobs.work import Worker
 from facegate.batch_store import BatchStore
 from facegate_local.batch import Crash
 
@@ -69,7 +69,7 @@ def failures(batches, monkeypatch):
             raise Crash(f"worker died before storing line {outcome.line}")
         return complete_line(self, batch_id, outcome, now, **kw)
 
-    work = BatchJobs._work
+    work = Worker._work
 
     def dying_worker(self, msg: ItemMessage, *args, **kw):
         if msg.line in POISON:
@@ -78,7 +78,7 @@ def failures(batches, monkeypatch):
         return work(self, msg, *args, **kw)
 
     monkeypatch.setattr(BatchStore, "complete_line", crashing_complete)
-    monkeypatch.setattr(BatchJobs, "_work", dying_worker)
+    monkeypatch.setattr(Worker, "_work", dying_worker)
 
     sqs = boto3.client("sqs")
     item_queue = batches.local.queues["ItemQueue"].url

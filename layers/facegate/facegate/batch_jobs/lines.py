@@ -1,0 +1,141 @@
+"""What the worker and the dead-letter drain both do to one line: claim it, read it,
+recover an outcome an earlier attempt logged, store its outcome or give it back."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from facegate import batch
+from facegate.batch import ItemMessage, ManifestUnreadable, ReportLine, error_body
+from facegate.batch_jobs.context import LEASE_MARGIN_S, BatchContext, Static, count, count_billed
+from facegate.batch_jobs.outcomes import error_line, recovered_line
+from facegate.batch_store import Claim
+from facegate.errors import CallerError, FacegateError, InvalidRequest, NotFound
+from facegate.models import Operation
+from facegate.observability import logger
+from facegate.service import Caller
+
+
+class Lines:
+    def __init__(self, ctx: BatchContext):
+        self.ctx = ctx
+
+    def claim(self, msg: ItemMessage, request_id: str, remaining_s: float) -> Claim:
+        """The line for this delivery (no outcome yet, no live lease), leased until the
+        invocation is surely over."""
+        now = self.ctx.clock()
+        return self.ctx.store.claim_line(
+            msg.batch_id,
+            msg.line,
+            request_id,
+            now,
+            now + remaining_s + LEASE_MARGIN_S,
+            expires_at=self.ctx.expires(now),
+        )
+
+    def parse(self, msg: ItemMessage, static: Static) -> batch.ParsedLine:
+        if msg.end - msg.start > batch.MAX_LINE_BYTES:
+            return batch.ParsedLine(
+                error=InvalidRequest(
+                    f"the line is longer than {batch.MAX_LINE_BYTES // (1024 * 1024)} MiB; "
+                    "give images as S3 keys or URLs"
+                )
+            )
+        if msg.end <= msg.start:
+            return batch.ParsedLine(error=InvalidRequest("the line is empty"))
+        try:
+            obj = self.ctx.get_manifest(static.ref, byte_range=f"bytes={msg.start}-{msg.end - 1}")
+        except ManifestUnreadable as e:
+            return batch.ParsedLine(error=e)
+        raw = obj["Body"].read()
+        return batch.parse_line(static.format, raw, static.header)  # type: ignore[arg-type]
+
+    def peek(self, msg: ItemMessage) -> batch.ParsedLine:
+        """The line's operation and caller id, as far as they can be read."""
+        static = self.ctx.static_for(msg.batch_id)
+        if static is not None:
+            try:
+                parsed = self.parse(msg, static)
+                return batch.ParsedLine(operation=parsed.operation, caller_id=parsed.caller_id)
+            except Exception:
+                logger.debug("line unreadable in the dead-letter drain")
+        return batch.ParsedLine()
+
+    def complete(
+        self,
+        msg: ItemMessage,
+        outcome: ReportLine,
+        *,
+        billed: tuple[int, int] = (0, 0),
+        recovered: bool = False,
+    ) -> bool:
+        now = self.ctx.clock()
+        written = self.ctx.store.complete_line(
+            msg.batch_id,
+            outcome,
+            now,
+            billed_calls=billed[0],
+            billed_unknown=billed[1],
+            recovered=recovered,
+            expires_at=self.ctx.expires(now),
+        )
+        if written:
+            count("BatchItemsOk" if outcome.status == "ok" else "BatchItemsFailed")
+        return written
+
+    def release(self, msg: ItemMessage, request_id: str, e: FacegateError, *, billed: tuple[int, int]) -> None:
+        try:
+            self.ctx.store.release_line(
+                msg.batch_id,
+                msg.line,
+                request_id,
+                billed_calls=billed[0],
+                billed_unknown=billed[1],
+                last_error=error_body(e),
+            )
+        except Exception:
+            logger.exception("could not release a batch line", extra={"batch_id": msg.batch_id, "line": msg.line})
+
+    def recover(self, request_ids: Iterable[str], msg: ItemMessage) -> tuple[ReportLine, tuple[int, int]] | None:
+        """An outcome an earlier attempt got (and logged) but never stored: no vendor is
+        asked again. The caller id is not in the results log; it is read from the line."""
+        for rid in reversed(tuple(request_ids)):
+            try:
+                record = self.ctx.results.get(rid)
+            except NotFound:
+                continue
+            if record.batch_id not in (None, msg.batch_id) or record.batch_line not in (None, msg.line):
+                continue
+            outcome = recovered_line(record, msg.line)
+            if outcome is None:
+                continue  # not final: the line is tried again
+            outcome.caller_id = self.peek(msg).caller_id
+            return outcome, count_billed(record.attempts)
+        return None
+
+    def complete_recovered(self, msg: ItemMessage, request_ids: Iterable[str]) -> bool:
+        """Store what an earlier attempt got, if it logged a final outcome."""
+        recovered = self.recover(request_ids, msg)
+        if recovered is None:
+            return False
+        self.complete(msg, recovered[0], billed=recovered[1], recovered=True)
+        return True
+
+    def billed_from_log(self, request_id: str, e: FacegateError) -> tuple[int, int]:
+        try:
+            return count_billed(self.ctx.results.get(request_id).attempts)
+        except Exception:
+            if isinstance(e, CallerError) or e.billed is False:
+                return (0, 0)
+            return (1, 0) if e.billed else (0, 1)
+
+    def fail(self, msg: ItemMessage, request_id: str, error: FacegateError) -> None:
+        """End the line with ``error``, logged in the results log unless this attempt's
+        record is there already."""
+        parsed = self.peek(msg)
+        try:
+            self.ctx.results.get(request_id)
+        except NotFound:
+            caller = Caller(request_id=request_id, batch_id=msg.batch_id, batch_line=msg.line)
+            self.ctx.operations.log_failure(parsed.operation or Operation.COMPARE, caller, error)
+        self.complete(msg, error_line(msg.line, parsed, request_id, error))
