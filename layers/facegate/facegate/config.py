@@ -30,9 +30,9 @@
 | FACEGATE_COOLDOWN_FAILURES / _WINDOW_S / _S | failures in the window that open a cooldown; its length | 5 / 60 / 30 |
 | FACEGATE_PEPPER_SECRET | secret (name or ARN) holding the stage's pepper for ID-number HMACs | (none) |
 | FACEGATE_PEPPER | the pepper itself (local runs); without either, no ID-number HMAC is stored | (none) |
-| FACEGATE_USAGE_TABLE | DynamoDB table of daily usage counters (GET /v1/usage); without one nothing is counted | (none) |
+| FACEGATE_USAGE_TABLE | DynamoDB table of daily usage counters (GET /v1/usage); none: nothing counted | (none) |
 | FACEGATE_USAGE_TTL_DAYS | days a daily usage counter is kept | 400 |
-| FACEGATE_VENDOR_PRICES | JSON ``{"<vendor>": price per billed call}`` for GET /v1/usage's estimate (``local``: 0) | {} |
+| FACEGATE_VENDOR_PRICES | JSON ``{"<vendor>": price per billed call}`` for usage estimates (``local``: 0) | {} |
 | FACEGATE_PRICE_CURRENCY | currency of those prices, named in GET /v1/usage's answer | CNY |
 | FACEGATE_ZOLOZ_RESPONSE_MAX_SKEW_S | seconds ZOLOZ's signed Response-Time may be off ours (replay guard) | 300 |
 """

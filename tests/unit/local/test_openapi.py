@@ -36,7 +36,7 @@ def test_every_route_of_the_template_is_in_the_spec_and_nothing_else(spec):
     declared = {(r.method.lower(), r.path) for r in routes(template, Resolver(template))}
     documented = {(m, p) for p, item in spec["paths"].items() for m in item}
     # The spec's own route is in the template (PublishOpenApi) but is no operation of the API.
-    assert openapi.UNDOCUMENTED_ROUTES <= declared
+    assert declared >= openapi.UNDOCUMENTED_ROUTES
     assert documented == declared - openapi.UNDOCUMENTED_ROUTES
 
 
