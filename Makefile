@@ -76,6 +76,7 @@ bench: $(VENV)/.installed
 
 openapi: $(VENV)/.installed
 	$(BIN)/python -m facegate_local.openapi > docs/openapi.json.tmp && mv docs/openapi.json.tmp docs/openapi.json
+	cp docs/openapi.json functions/openapi/openapi.json  # what GET /openapi.json serves in AWS (PublishOpenApi)
 
 clean:
 	rm -rf .aws-sam .pytest_cache .ruff_cache

@@ -253,12 +253,13 @@ def cmd_vendors(args: argparse.Namespace) -> int:
 
 
 def cmd_usage(args: argparse.Namespace) -> int:
-    from facegate.client import UsageReport, usage_params
+    from facegate.client import usage_params
+    from facegate.models import UsageResponse
     from facegate_cli import render
 
     with client(args) as c:
         answer = c.request("GET", "/v1/usage", params=usage_params(args.from_, args.to))
-    return emit(args, answer, lambda: render.usage(answer.parse(UsageReport)))
+    return emit(args, answer, lambda: render.usage(answer.parse(UsageResponse)))
 
 
 def cmd_batch_run(args: argparse.Namespace) -> int:

@@ -6,11 +6,11 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from facegate.client import UsageReport
     from facegate.models import (
         CompareResponse,
         DetectResponse,
         FeaturesResponse,
+        UsageResponse,
         VendorsResponse,
         VerifyIdentityResponse,
     )
@@ -110,7 +110,7 @@ def vendors(answer: VendorsResponse) -> list[str]:
     return [*table(["vendor", "name", "configured", "health", "operations"], rows), "* the default vendor"]
 
 
-def usage(answer: UsageReport) -> list[str]:
+def usage(answer: UsageResponse) -> list[str]:
     rows = [
         [
             u.vendor,
@@ -126,4 +126,5 @@ def usage(answer: UsageReport) -> list[str]:
     lines = [f"usage {answer.from_} … {answer.to}"]
     if not rows:
         return [*lines, "no calls"]
-    return lines + table(["vendor", "operation", "calls", "billed", "unknown", "errors", "est. cost"], rows)
+    header = ["vendor", "operation", "calls", "billed", "unknown", "errors", f"est. cost ({answer.currency})"]
+    return lines + table(header, rows)

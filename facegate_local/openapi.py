@@ -8,8 +8,9 @@ request examples.
 
     .venv/bin/python -m facegate_local.openapi > docs/openapi.json     # `make openapi`
 
-tests/unit/local/test_openapi.py fails when docs/openapi.json differs from what this
-generates, so the committed spec never drifts from the code.
+`make openapi` also copies it to functions/openapi/openapi.json, which GET /openapi.json
+serves in AWS (PublishOpenApi). tests/unit/local/test_openapi.py fails when either copy
+differs from what this generates, so the committed spec never drifts from the code.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ DESCRIPTION = (
     "Every route needs an API key in `x-api-key`. Every error has the same shape "
     "(`ErrorResponse`); its `code` says what happened, its HTTP status how to react."
 )
+# Template routes that are not operations of the API: the spec itself (functions/openapi).
+UNDOCUMENTED_ROUTES = {("get", "/openapi.json")}
 SECURITY_SCHEME = {"ApiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"}}
 
 # What a caller can get from every route besides its own answers (API Gateway answers 403
@@ -125,6 +128,8 @@ def generate() -> dict[str, Any]:
         summaries = {(m.lower(), p): text for m, p, text in _ROUTE_LINE.findall(doc)}
         for path, item in part.get("paths", {}).items():
             for method, operation in item.items():
+                if (method, path) in UNDOCUMENTED_ROUTES:
+                    continue
                 if method in paths.get(path, {}):
                     raise ValueError(f"two functions define {method.upper()} {path}")
                 if (method, path) in summaries:

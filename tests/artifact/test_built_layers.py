@@ -169,6 +169,8 @@ API_EXPECTED = {
     "verify_identity": {200, 503},
     "results": {404},  # the samples' request id was never logged here (GET and DELETE alike)
     "vendors": {200},
+    "usage": {200},  # the sample's days, counted or not
+    "openapi": {200},  # the spec the function ships beside its handler
     "batches": {200},  # run last: the batch functions before it made the sample's batch
 }
 

@@ -107,3 +107,24 @@ def call_api():
         return status, parsed
 
     return call
+
+
+USAGE_TABLE = "facegate-test-usage"
+
+
+@pytest.fixture
+def usage_table(aws, monkeypatch):
+    """The usage counters table (template.yaml's UsageTable) on top of ``aws``; yields a
+    helper that reads GET /v1/usage as a given API key id."""
+    monkeypatch.setenv("FACEGATE_USAGE_TABLE", USAGE_TABLE)
+    boto3.client("dynamodb").create_table(
+        TableName=USAGE_TABLE,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    _reset_caches()
+    return boto3.resource("dynamodb").Table(USAGE_TABLE)

@@ -53,7 +53,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 
 from facegate.models import (
     CompareRequest,
@@ -65,6 +65,7 @@ from facegate.models import (
     ImageInput,
     S3Location,
     SecurityLevel,
+    UsageResponse,
     VendorsResponse,
     VerifyIdentityRequest,
     VerifyIdentityResponse,
@@ -190,26 +191,6 @@ class Answer:
             raise InvalidAnswer(
                 f"the server's answer is not a {model.__name__}: {e.error_count()} problem(s)"
             ) from None
-
-
-class UsageLine(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    vendor: str
-    operation: str
-    calls: int
-    billed: int
-    billing_unknown: int = 0
-    errors: int = 0
-    estimated_cost: float | None = None
-
-
-class UsageReport(BaseModel):
-    """GET /v1/usage: the caller's calls per vendor and operation."""
-
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
-    from_: str = Field(alias="from")
-    to: str
-    vendors: list[UsageLine]
 
 
 # --- images ------------------------------------------------------------------------------------
@@ -448,9 +429,9 @@ class Client:
     def vendors(self) -> VendorsResponse:
         return self.request("GET", "/v1/vendors").parse(VendorsResponse)
 
-    def usage(self, from_: str | None = None, to: str | None = None) -> UsageReport:
+    def usage(self, from_: str | None = None, to: str | None = None) -> UsageResponse:
         """Calls per vendor and operation between two dates (YYYY-MM-DD, inclusive)."""
-        return self.request("GET", "/v1/usage", params=usage_params(from_, to)).parse(UsageReport)
+        return self.request("GET", "/v1/usage", params=usage_params(from_, to)).parse(UsageResponse)
 
     def batch(self, batch_id: str) -> BatchProgress:
         """A batch's progress, by its id (or its manifest name, for the newest batch)."""

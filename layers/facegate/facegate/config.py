@@ -30,6 +30,10 @@
 | FACEGATE_COOLDOWN_FAILURES / _WINDOW_S / _S | failures in the window that open a cooldown; its length | 5 / 60 / 30 |
 | FACEGATE_PEPPER_SECRET | secret (name or ARN) holding the stage's pepper for ID-number HMACs | (none) |
 | FACEGATE_PEPPER | the pepper itself (local runs); without either, no ID-number HMAC is stored | (none) |
+| FACEGATE_USAGE_TABLE | DynamoDB table of daily usage counters (GET /v1/usage); none: nothing counted | (none) |
+| FACEGATE_USAGE_TTL_DAYS | days a daily usage counter is kept | 400 |
+| FACEGATE_VENDOR_PRICES | JSON ``{"<vendor>": price per billed call}`` for usage estimates (``local``: 0) | {} |
+| FACEGATE_PRICE_CURRENCY | currency of those prices, named in GET /v1/usage's answer | CNY |
 | FACEGATE_ZOLOZ_RESPONSE_MAX_SKEW_S | seconds ZOLOZ's signed Response-Time may be off ours (replay guard) | 300 |
 """
 
@@ -98,6 +102,12 @@ class Settings(BaseModel):
     cooldown_window_s: float = Field(default=60.0, gt=0)
     cooldown_s: float = Field(default=30.0, gt=0)
     pepper_secret: str | None = None
+    usage_table: str | None = None
+    usage_ttl_days: int = Field(default=400, ge=1, le=3650)
+    vendor_prices: Annotated[dict[VendorId, Annotated[float, Field(ge=0)]], BeforeValidator(_json)] = Field(
+        default_factory=dict
+    )
+    price_currency: str = Field(default="CNY", min_length=1, max_length=16)
     zoloz_response_max_skew_s: float = Field(default=RESPONSE_MAX_SKEW_S, gt=0, le=24 * 3600)
 
     def secret_name(self, vendor_id: str) -> str:

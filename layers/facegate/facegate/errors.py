@@ -353,6 +353,13 @@ class IdempotencyNotConfigured(FacegateError):
     status = 501
 
 
+class UsageNotConfigured(FacegateError):
+    """GET /v1/usage on a deployment without a usage table: nothing was counted."""
+
+    code = "USAGE_NOT_CONFIGURED"
+    status = 501
+
+
 class IdempotencyUnavailable(FacegateError):
     """The idempotency store failed before the operation ran; nothing was called."""
 

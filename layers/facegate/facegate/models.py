@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import date
 from enum import StrEnum
 from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit
@@ -318,3 +319,32 @@ class VendorInfo(BaseModel):
 class VendorsResponse(BaseModel):
     vendors: list[VendorInfo]
     default_vendor: str
+
+
+class UsageRow(BaseModel):
+    """One vendor and operation over the asked days, counted per attempt: a call that failed
+    over from one vendor to another counts once for each vendor it tried (store.UsageCounter)."""
+
+    vendor: str
+    operation: Operation
+    calls: int = Field(ge=0, description="Attempts made to the vendor (each retry and each failover is one).")
+    billed: int = Field(ge=0, description="Attempts the vendor billed.")
+    billing_unknown: int = Field(
+        ge=0, description="Attempts that may have been billed (e.g. a read timeout): not in the estimate."
+    )
+    errors: int = Field(ge=0, description="Attempts that ended in an error.")
+    estimated_cost: float | None = Field(
+        description="billed × the stage's price per call for the vendor (billing_unknown calls are not priced); "
+        "null when the stage sets no price for the vendor."
+    )
+
+
+class UsageResponse(BaseModel):
+    """GET /v1/usage: the caller's calls per vendor and operation, days inclusive (UTC)."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    from_: date = Field(alias="from", description="First day counted (UTC), inclusive.")
+    to: date = Field(description="Last day counted (UTC), inclusive.")
+    currency: str = Field(description="Currency of estimated_cost (the stage's price table).")
+    vendors: list[UsageRow]

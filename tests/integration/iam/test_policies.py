@@ -28,7 +28,8 @@ def stack_with_extra_buckets():
 IMAGES = "s3:GetObject BatchBucket/inputs/*"
 IDEMPOTENCY = {f"dynamodb:{a} IdempotencyTable" for a in ("GetItem", "PutItem", "UpdateItem", "DeleteItem")}
 HEALTH = {f"dynamodb:{a} StateTable" for a in ("GetItem", "UpdateItem", "DeleteItem")}
-RESULTS_WRITE = {"dynamodb:PutItem ResultsTable"}
+# Every results-log writer also adds to the usage counters (store.ResultsStore.put), never reads them.
+RESULTS_WRITE = {"dynamodb:PutItem ResultsTable", "dynamodb:UpdateItem UsageTable"}
 BATCH_TABLE_CRUD = {
     f"dynamodb:{a} BatchTable{index}"
     for a in (
@@ -65,6 +66,10 @@ EXPECTED = {
         "dynamodb:DeleteItem ResultsTable",
         "dynamodb:DeleteItem IdempotencyTable",
     },
+    # GET /v1/usage: one Query over the caller's days; nothing else (not the results log).
+    "UsageFunction": {"dynamodb:Query UsageTable", "dynamodb:GetItem UsageTable"},
+    # GET /openapi.json (PublishOpenApi): a file beside the handler, no AWS call at all.
+    "OpenApiFunction": set(),
     "VendorsFunction": {f"secretsmanager:DescribeSecret {s}" for s in VENDOR_SECRETS} | {"dynamodb:GetItem StateTable"},
     "BatchesFunction": {
         f"dynamodb:{a} BatchTable{index}"

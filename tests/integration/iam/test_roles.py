@@ -88,6 +88,16 @@ def test_compare_reads_s3_inputs_and_nothing_else_in_the_bucket(stack, face_byte
         assert denied(lambda: ddb.put_item(TableName=stack.ref("ResultsTable"), Item=item))
         assert denied(lambda: ddb.scan(TableName=stack.ref("ResultsTable")))
 
+    # The compare added to the caller's usage counters under its own role; the usage role reads
+    # them with one Query, and may neither scan them nor touch the results log.
+    with running_as(stack, "UsageFunction"):
+        status, usage = api("usage", "GET", "/v1/usage")
+        assert status == 200, usage
+        assert [(r["vendor"], r["operation"], r["calls"]) for r in usage["vendors"]] == [("local", "compare", 1)]
+        ddb = boto3.client("dynamodb", region_name=REGION)
+        assert denied(lambda: ddb.scan(TableName=stack.ref("UsageTable")))
+        assert denied(lambda: ddb.get_item(TableName=stack.ref("ResultsTable"), Key={"request_id": {"S": "x"}}))
+
 
 def test_vendors_says_configured_without_reading_a_secret_value(stack):
     sm = boto3.client("secretsmanager", region_name=REGION)

@@ -213,7 +213,7 @@ def test_usage_asks_for_the_dates_and_prints_a_table(run, fake_api):
     fake_api.on(
         "GET",
         "/v1/usage",
-        ok_reply({"from": "2026-11-01", "to": "2026-11-30", "vendors": [
+        ok_reply({"from": "2026-11-01", "to": "2026-11-30", "currency": "CNY", "vendors": [
             {"vendor": "shuxun", "operation": "compare", "calls": 12, "billed": 10, "billing_unknown": 1,
              "errors": 2, "estimated_cost": 1.5}]}),
     )  # fmt: skip
@@ -222,6 +222,7 @@ def test_usage_asks_for_the_dates_and_prints_a_table(run, fake_api):
     assert fake_api.seen[0].query == {"from": ["2026-11-01"], "to": ["2026-11-30"]}
     lines = out.splitlines()
     assert lines[0] == "usage 2026-11-01 … 2026-11-30"
+    assert lines[1].split()[-3:] == ["est.", "cost", "(CNY)"]
     assert lines[2].split() == ["shuxun", "compare", "12", "10", "1", "2", "1.50"]
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import uuid
+from datetime import date
 
 import pytest
 
@@ -210,7 +211,7 @@ def test_reads_and_deletes_use_the_contract_routes(fake_api):
     fake_api.on(
         "GET",
         "/v1/usage",
-        ok_reply({"from": "2026-11-01", "to": "2026-11-30", "vendors": [
+        ok_reply({"from": "2026-11-01", "to": "2026-11-30", "currency": "CNY", "vendors": [
             {"vendor": "local", "operation": "compare", "calls": 3, "billed": 0, "billing_unknown": 0,
              "errors": 1, "estimated_cost": 0.0}
         ]}),
@@ -219,7 +220,7 @@ def test_reads_and_deletes_use_the_contract_routes(fake_api):
     fake_api.on("GET", "/v1/vendors", ok_reply({"vendors": [], "default_vendor": "local"}))
     client, _ = make_client(fake_api.url)
     usage = client.usage(from_="2026-11-01", to="2026-11-30")
-    assert usage.from_ == "2026-11-01" and usage.vendors[0].calls == 3
+    assert usage.from_ == date(2026, 11, 1) and usage.vendors[0].calls == 3 and usage.currency == "CNY"
     assert fake_api.seen[0].query == {"from": ["2026-11-01"], "to": ["2026-11-30"]}
     assert client.delete_result("01ABC") is None
     assert (fake_api.seen[1].method, fake_api.seen[1].path) == ("DELETE", "/v1/results/01ABC")
