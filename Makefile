@@ -15,7 +15,7 @@ STAGE ?= dev
 # Lambda targets: python3.13 on arm64 (Amazon Linux 2023).
 LAMBDA_PLATFORM := --platform manylinux2014_aarch64 --platform manylinux_2_28_aarch64 --implementation cp --python-version 3.13 --only-binary=:all:
 
-.PHONY: help run test test-fast lint validate build deploy bench openapi clean
+.PHONY: help run test test-fast lint validate build deploy bench openapi mutants clean
 
 help:
 	@echo "make run       serve the API on http://127.0.0.1:$(PORT) (AWS emulated in-process, local engine)"
@@ -25,6 +25,7 @@ help:
 	@echo "make deploy    sam deploy (STAGE=dev|prod)"
 	@echo "make bench     run the benchmarks under bench/"
 	@echo "make openapi   regenerate docs/openapi.json from the code"
+	@echo "make mutants   mutation testing of router, health, vendors/base, signing (MUTANTS='facegate.router*')"
 
 python-check:
 	@test -n "$(PYTHON)" || { echo "error: facegate needs Python 3.13 (the Lambda runtime). Install it (e.g. 'pyenv install 3.13.0') or pass PYTHON=/path/to/python3.13." >&2; exit 1; }
@@ -73,6 +74,16 @@ deploy: build
 
 bench: $(VENV)/.installed
 	$(BIN)/python -m bench
+
+# mutmut names modules by their path: run it where the layer's package is at the top.
+# MUTANTS narrows the run to mutant names matching a glob (e.g. 'facegate.signing.shuxun*').
+MUTANTS ?=
+mutants: $(VENV)/.installed
+	rm -rf build/mutants && mkdir -p build/mutants/tests
+	cp -r layers/facegate/facegate build/mutants/facegate
+	cp -r tests/conftest.py tests/fixtures tests/unit build/mutants/tests/
+	cp pyproject.toml build/mutants/
+	cd build/mutants && FACEGATE_SHARED=$(abspath ../shared) ../../$(BIN)/mutmut run $(MUTANTS) && ../../$(BIN)/mutmut results
 
 openapi: $(VENV)/.installed
 	$(BIN)/python -m facegate_local.openapi > docs/openapi.json.tmp && mv docs/openapi.json.tmp docs/openapi.json

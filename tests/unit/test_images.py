@@ -155,3 +155,41 @@ def test_fit_decodes_a_large_jpeg_reduced_and_still_fits(face_bytes, monkeypatch
     assert len(out.data) <= 1_000_000 and max(out.width, out.height) >= 1000
     # The start side is bounded by the cap (sqrt(4 * 1,000,000) = 2000), not the 4548 px source.
     assert sides == [2000]
+
+
+# --- the documented limits, just under and just over ------------------------------------
+
+
+def padded_png(size: int) -> bytes:
+    """A valid 32x32 PNG of exactly ``size`` bytes: bytes after IEND are not read."""
+    png = encode(PILImage.new("RGB", (32, 32), (9, 9, 9)), "PNG")
+    return png + b"\0" * (size - len(png))
+
+
+def test_an_image_of_exactly_max_image_bytes_is_read_and_one_byte_more_is_too_large():
+    assert images.MAX_IMAGE_BYTES == 8 * 1024 * 1024  # 8 MiB, as documented
+    exact = padded_png(images.MAX_IMAGE_BYTES)
+    assert images.load_bytes(exact).width == 32
+    # The same bytes in base64 (with its padding) pass the length check before decoding.
+    assert images.decode_base64(base64.b64encode(exact).decode()) == exact
+    with pytest.raises(ImageTooLarge):
+        images.load_bytes(padded_png(images.MAX_IMAGE_BYTES + 1))
+
+
+def test_base64_longer_than_max_image_bytes_can_encode_is_refused_before_decoding():
+    longest = images.MAX_IMAGE_BYTES * 4 // 3 + 4  # 8 MiB in base64, padding and slack included
+    with pytest.raises(InvalidImage, match="base64"):  # not too large: read, then found invalid
+        images.decode_base64("A" * (longest - 1) + "!")
+    with pytest.raises(ImageTooLarge):
+        images.decode_base64("A" * (longest + 1))
+
+
+@pytest.mark.parametrize(("size", "ok"), [((16, 16), True), ((15, 40), False), ((40, 15), False)])
+def test_a_side_of_min_side_is_read_and_one_pixel_less_is_too_small(size, ok):
+    assert images.MIN_SIDE == 16
+    data = encode(PILImage.new("RGB", size, (9, 9, 9)), "PNG")
+    if ok:
+        assert (images.load_bytes(data).width, images.load_bytes(data).height) == size
+    else:
+        with pytest.raises(InvalidImage, match="too small"):
+            images.load_bytes(data)

@@ -255,3 +255,70 @@ def test_an_unexpected_failure_on_the_last_delivery_still_ends_the_line(batches,
         (1, "error", "INTERNAL_ERROR"),
         (2, "ok", None),
     ]
+
+
+def _receive_item(batches) -> list[dict]:
+    return (
+        boto3.client("sqs")
+        .receive_message(QueueUrl=batches.local.queues["ItemQueue"].url, AttributeNames=["All"])
+        .get("Messages", [])
+    )
+
+
+def test_a_retried_item_is_really_hidden_for_its_backoff(batches, monkeypatch):
+    """Through the worker function and moto's SQS, nothing mocked in between: the vendor
+    is down (retryable), so the message must stay invisible for the backoff, then come
+    back. 1 s base: a first delivery's backoff is 0.5–1 s, which SQS's whole seconds
+    round up to 1 (truncated, it was 0: retried at once)."""
+    import time
+
+    batch_id = split(batches, "hidden", compare_line(1, vendor="kuaidi100") + "\n")  # kuaidi100 is a closed port here
+    monkeypatch.setattr(default_jobs().ctx.cfg, "batch_retry_base_s", 1.0)
+    assert batches.local.worker.poll() == 1
+    hidden_at = time.monotonic()
+    assert _receive_item(batches) == []  # not deleted (reported failed) and not visible yet
+    assert batches.queue_depth("ItemQueue") == 1
+    back: list[dict] = []
+    while not back and time.monotonic() - hidden_at < 4:
+        time.sleep(0.1)
+        back = _receive_item(batches)
+    waited = time.monotonic() - hidden_at
+    assert back, "the retried item never came back"
+    assert 0.9 <= waited <= 2.5
+    assert back[0]["Attributes"]["ApproximateReceiveCount"] == "2"
+    line = default_batch_store().get_line(batch_id, 1)
+    assert line.outcome is None and line.last_error.code == "VENDOR_UNAVAILABLE"
+
+
+def test_a_failed_visibility_change_is_counted_and_the_item_still_fails(batches, monkeypatch, caplog):
+    """If the backoff cannot be set, the item must still be reported failed (so SQS
+    redelivers it after the queue's own timeout), and the failure must be seen."""
+    from botocore.exceptions import ClientError
+
+    import facegate.batch_jobs.work as work
+
+    split(batches, "unhidden", compare_line(1, vendor="kuaidi100") + "\n")
+    jobs = default_jobs()
+    sqs = jobs.ctx.sqs
+
+    def refuse(**kw):
+        raise ClientError({"Error": {"Code": "ReceiptHandleIsInvalid", "Message": "no"}}, "ChangeMessageVisibility")
+
+    monkeypatch.setattr(sqs, "change_message_visibility", refuse)
+    counted: list[str] = []
+    monkeypatch.setattr(work, "count", counted.append)
+    failures: list[dict] = []
+    handler = batches.local.worker.handler
+
+    def spy(event, context):
+        result = handler(event, context)
+        failures.extend(result["batchItemFailures"])
+        return result
+
+    monkeypatch.setattr(batches.local.worker, "handler", spy)
+    with caplog.at_level("WARNING"):
+        assert batches.local.worker.poll() == 1
+    assert len(failures) == 1  # reported failed: SQS redelivers it, nothing is lost
+    assert "BatchVisibilityChangesFailed" in counted and "BatchItemsRetried" in counted
+    assert any("could not change a message's visibility" in r.getMessage() for r in caplog.records)
+    assert batches.queue_depth("ItemQueue") == 1

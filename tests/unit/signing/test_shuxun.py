@@ -79,3 +79,16 @@ def test_timestamp_ms_truncates_microseconds_exactly():
 def test_timestamp_ms_refuses_a_naive_datetime():
     with pytest.raises(ValueError, match="timezone-aware"):
         shuxun.timestamp_ms(datetime(2023, 4, 26, 2, 41, 44))
+
+
+def test_timestamp_ms_refuses_a_tzinfo_that_knows_no_offset():
+    """A tzinfo whose utcoffset() is None leaves the datetime naive all the same (the
+    datetime docs' own definition); found by mutmut: `or` -> `and` survived."""
+    from datetime import tzinfo
+
+    class NoOffset(tzinfo):
+        def utcoffset(self, dt):
+            return None
+
+    with pytest.raises(ValueError, match="timezone-aware"):
+        shuxun.timestamp_ms(datetime(2023, 4, 26, 2, 41, 44, tzinfo=NoOffset()))
