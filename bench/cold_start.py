@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = 9
 OPS = ("compare", "detect", "features", "verify_identity", "results", "vendors")
-HEAVY = ("dlib", "numpy", "PIL", "requests", "boto3", "botocore", "cryptography", "gmssl", "aws_xray_sdk")
+HEAVY = ("dlib", "numpy", "PIL", "requests", "boto3", "botocore.session", "cryptography", "gmssl", "aws_xray_sdk.core")
 # This tree's facegate, whatever the venv's editable install points at.
 BASE_ENV = {"AWS_DEFAULT_REGION": "us-east-1", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT / "layers" / "facegate")}
 SCENARIOS = {
