@@ -17,7 +17,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 )
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 
-from facegate import idempotency, request_body
+from facegate import request_body
 from facegate.errors import (
     FacegateError,
     InternalError,
@@ -94,6 +94,8 @@ def handle(app: APIGatewayRestResolver, event: dict, context: Any) -> dict:
     operation = getattr(app, "operation", None)
     try:
         event = request_body.checked_event(event)
+        from facegate import idempotency  # its store and Powertools' Idempotency load with the first key
+
         keyed = operation in idempotency.OPERATIONS and event.get("httpMethod") == "POST"
         key = idempotency.requested_key(event) if keyed else None
         if key is None:

@@ -19,6 +19,13 @@ SecurityLevel = Literal["low", "normal", "high"]
 Decision = Literal["match", "no_match", "uncertain"]
 
 
+class Model(BaseModel):
+    """Every model of the contract. Built on first use, not at import: each function uses
+    a few of them, and building all of them was the largest part of importing this module."""
+
+    model_config = ConfigDict(defer_build=True)
+
+
 class Operation(StrEnum):
     COMPARE = "compare"
     DETECT = "detect"
@@ -26,7 +33,7 @@ class Operation(StrEnum):
     VERIFY_IDENTITY = "verify_identity"
 
 
-class Strict(BaseModel):
+class Strict(Model):
     """Unknown fields are the caller's typo, not something to ignore silently."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
@@ -212,7 +219,7 @@ def when(applies: str, **kw: Any) -> Any:
     return Field(default=None, exclude_if=_absent, description=f"Present {applies}.", **kw)
 
 
-class ErrorBody(BaseModel):
+class ErrorBody(Model):
     code: str
     message: str
     retryable: bool
@@ -221,14 +228,14 @@ class ErrorBody(BaseModel):
     vendor_message: str | None = None
 
 
-class Attempt(BaseModel):
+class Attempt(Model):
     vendor: str
     outcome: str = Field(description='"ok" or the error code of the attempt')
     billed: bool | None = None
     latency_ms: int
 
 
-class Response(BaseModel):
+class Response(Model):
     request_id: str
     operation: Operation
     vendor: str = Field(description="The vendor that answered.")
@@ -238,7 +245,7 @@ class Response(BaseModel):
     attempts: list[Attempt] = Field(default_factory=list)
 
 
-class Verdict(BaseModel):
+class Verdict(Model):
     decision: Decision
     match: bool | None
     similarity: Annotated[float, Field(ge=0.0, le=1.0)]
@@ -247,7 +254,7 @@ class Verdict(BaseModel):
     vendor_score: float | None = Field(default=None, description="The vendor's own score, unscaled.")
 
 
-class VendorVerdict(BaseModel):
+class VendorVerdict(Model):
     """One vendor's part in a consensus: its verdict, or the error it gave."""
 
     vendor: str
@@ -275,14 +282,14 @@ class VerifyIdentityResponse(Response, Verdict):
     id_number_masked: str
 
 
-class Box(BaseModel):
+class Box(Model):
     left: int
     top: int
     width: int
     height: int
 
 
-class Face(BaseModel):
+class Face(Model):
     box: Box
     confidence: float | None = when("when the vendor scores its detections (0..1)")
 
@@ -300,12 +307,12 @@ class FeaturesResponse(Response):
     model: str
 
 
-class ErrorResponse(BaseModel):
+class ErrorResponse(Model):
     request_id: str
     error: ErrorBody
 
 
-class VendorInfo(BaseModel):
+class VendorInfo(Model):
     id: str
     name: str
     operations: list[Operation]
@@ -316,12 +323,12 @@ class VendorInfo(BaseModel):
     )
 
 
-class VendorsResponse(BaseModel):
+class VendorsResponse(Model):
     vendors: list[VendorInfo]
     default_vendor: str
 
 
-class UsageRow(BaseModel):
+class UsageRow(Model):
     """One vendor and operation over the asked days, counted per attempt: a call that failed
     over from one vendor to another counts once for each vendor it tried (store.UsageCounter)."""
 
@@ -339,7 +346,7 @@ class UsageRow(BaseModel):
     )
 
 
-class UsageResponse(BaseModel):
+class UsageResponse(Model):
     """GET /v1/usage: the caller's calls per vendor and operation, days inclusive (UTC)."""
 
     model_config = ConfigDict(populate_by_name=True)

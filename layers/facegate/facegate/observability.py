@@ -14,12 +14,58 @@ dimension combination as a metric of its own.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.tracing.base import BaseProvider, BaseSegment
+
+# What a traced function patches for X-Ray: the AWS SDK (DynamoDB, Secrets Manager, S3, SQS)
+# and the vendors' HTTP client. Powertools' default patches every library X-Ray knows that
+# is installed, importing each one (sqlite3, httplib, ...) at cold start.
+TRACED_MODULES = ("botocore", "requests")
+
+
+class NoTracing(BaseProvider):
+    """The provider of a Tracer that is off: segments that record nothing. Powertools'
+    Tracer imports the X-Ray SDK (and with it botocore's session: ~40% of a handler's
+    import) even when tracing is off; with this provider it does not."""
+
+    class Segment(BaseSegment):
+        def close(self, end_time: int | None = None) -> None: ...
+        def add_subsegment(self, subsegment: Any) -> None: ...
+        def remove_subsegment(self, subsegment: Any) -> None: ...
+        def put_annotation(self, key: str, value: Any) -> None: ...
+        def put_metadata(self, key: str, value: Any, namespace: str = "default") -> None: ...
+        def add_exception(self, exception: BaseException, stack: Any, remote: bool = False) -> None: ...
+
+    @contextlib.contextmanager
+    def in_subsegment(self, name: str | None = None, **kwargs: Any) -> Iterator[BaseSegment]:
+        yield NoTracing.Segment()
+
+    @contextlib.asynccontextmanager
+    async def in_subsegment_async(self, name: str | None = None, **kwargs: Any):
+        yield NoTracing.Segment()
+
+    def put_annotation(self, key: str, value: Any) -> None: ...
+    def put_metadata(self, key: str, value: Any, namespace: str = "default") -> None: ...
+    def patch(self, modules: Any) -> None: ...
+    def patch_all(self) -> None: ...
+
+
+def make_tracer() -> Tracer:
+    """The X-Ray tracer when tracing is on (in Lambda, POWERTOOLS_TRACE_DISABLED not
+    true: the template's ``Tracing: Active``), built at init as Powertools does, since the
+    first request's segment and the patched SDK need it; else one that never imports
+    the X-Ray SDK. "On" is Powertools' own rule (``Tracer._is_tracer_disabled``)."""
+    if Tracer._is_tracer_disabled():
+        return Tracer(service="facegate", disabled=True, provider=NoTracing())
+    return Tracer(service="facegate", patch_modules=TRACED_MODULES)
+
 
 logger = Logger(service="facegate")
-tracer = Tracer(service="facegate")
+tracer = make_tracer()
 metrics = Metrics(namespace="Facegate", service="facegate")
 
 # --- metric names (namespace Facegate; Powertools adds the ``service`` dimension) -------------
