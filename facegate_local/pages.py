@@ -12,6 +12,7 @@ key the person types in.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -66,7 +67,8 @@ def page(method: str, path: str) -> tuple[list[tuple[str, str]], bytes] | None:
     found = PAGES.get(path)
     if found is None or method not in ("GET", "HEAD"):
         return None
-    headers = [("Content-Type", found.content_type), *_COMMON]
+    # Like every other answer, a page carries a request id (nothing is logged for it).
+    headers = [("Content-Type", found.content_type), ("X-Request-Id", str(uuid.uuid4())), *_COMMON]
     if found.csp:
         headers.append(("Content-Security-Policy", found.csp))
     return headers, b"" if method == "HEAD" else _read(path)
