@@ -467,12 +467,14 @@ def test_every_refusal_and_failure_says_the_same_thing(boxes, fetcher, monkeypat
     assert len(box.requests) == 1  # only the allowlisted 404
 
 
-def test_the_reason_is_logged_at_debug_level_without_the_query(boxes, fetcher, caplog):
+def test_the_reason_is_logged_at_debug_level_without_path_or_query(boxes, fetcher, caplog):
     import logging
 
     box = boxes("127.0.0.1")
     with caplog.at_level(logging.DEBUG, logger="facegate"):
-        refused(fetcher, box.url("/img?token=secret-value"))
+        refused(fetcher, box.url("/photos/11010519491231002X.jpg?token=secret-value"))
     (record,) = [r for r in caplog.records if r.getMessage() == "image URL not fetched"]
     assert "non-public address" in record.reason
-    assert record.url == box.url("/img")  # the query string stays out of the log
+    # Where it pointed only: a path or query may name a person or carry a token.
+    assert record.url == box.url("")
+    assert "11010519491231002X" not in caplog.text and "secret-value" not in caplog.text

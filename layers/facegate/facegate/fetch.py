@@ -155,10 +155,11 @@ class _Target:
 
 
 def _redacted(url: str) -> str:
-    """The URL for a debug log: no userinfo, no query string, no fragment."""
+    """The URL for a debug log: where it pointed, nothing of what it named. No userinfo,
+    path, query or fragment: a path can carry a name or an ID number as well as a query."""
     try:
         parts = urlsplit(url)
-        return f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}{parts.path}"
+        return f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}"
     except ValueError:
         return "(unparseable)"
 

@@ -31,7 +31,10 @@ if TYPE_CHECKING:
 class Credentials(BaseModel):
     """Base for a vendor's secret. ``endpoint`` overrides the documented base URL."""
 
-    # A validation error must never echo a secret's value.
+    # A validation error must never echo a secret's value. Unknown fields are ignored on
+    # purpose: a secret is an operator's JSON that may carry more than this vendor reads (the
+    # stack's placeholder's "configured", face2's optional keys, notes), and refusing it would
+    # take the vendor out of service over a field nobody uses; the fields read are validated.
     model_config = ConfigDict(extra="ignore", frozen=True, hide_input_in_errors=True)
     endpoint: str | None = None
 

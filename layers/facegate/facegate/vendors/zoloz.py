@@ -109,9 +109,6 @@ class ZolozCredentials(Credentials):
     (PEM), ``encrypt``. Keys are parsed here, so a bad key fails when the secret is
     loaded (as VendorNotConfigured naming the field), not on the first call."""
 
-    # Never echo a key into a validation error.
-    model_config = ConfigDict(extra="ignore", frozen=True, hide_input_in_errors=True)
-
     # Printable ASCII without spaces: it goes into a header and into the signed content.
     client_id: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[\x21-\x7e]+$")]
     merchant_private_key: SecretStr
