@@ -5,7 +5,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from facegate.api import create_app, handle
 from facegate.batch import BatchProgress
 from facegate.batch_store import default_batch_store
-from facegate.observability import logger, metrics, tracer
+from facegate.observability import log_metrics, logger, tracer
 
 app = create_app()
 
@@ -18,6 +18,6 @@ def get_batch(batch_id: str) -> BatchProgress:
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 @tracer.capture_lambda_handler
-@metrics.log_metrics(capture_cold_start_metric=True)
+@log_metrics()
 def lambda_handler(event, context):
     return handle(app, event, context)

@@ -4,7 +4,7 @@ from aws_lambda_powertools.logging import correlation_paths
 
 from facegate.api import caller, create_app, handle
 from facegate.models import FeaturesRequest, FeaturesResponse, Operation
-from facegate.observability import logger, metrics, tracer
+from facegate.observability import log_metrics, logger, tracer
 from facegate.service import default_service
 
 app = create_app(Operation.FEATURES)
@@ -18,6 +18,6 @@ def features(request: FeaturesRequest) -> FeaturesResponse:
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 @tracer.capture_lambda_handler
-@metrics.log_metrics(capture_cold_start_metric=True)
+@log_metrics()
 def lambda_handler(event, context):
     return handle(app, event, context)

@@ -10,7 +10,7 @@ from aws_lambda_powertools.logging import correlation_paths
 
 from facegate.api import caller, create_app, handle
 from facegate.ids import is_request_id
-from facegate.observability import logger, metrics, tracer
+from facegate.observability import log_metrics, logger, tracer
 from facegate.service import default_service
 from facegate.store import ResultView, no_result
 
@@ -38,6 +38,6 @@ def erase_result(request_id: str) -> Response[None]:
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 @tracer.capture_lambda_handler
-@metrics.log_metrics(capture_cold_start_metric=True)
+@log_metrics()
 def lambda_handler(event, context):
     return handle(app, event, context)

@@ -11,7 +11,7 @@ from aws_lambda_powertools.logging import correlation_paths
 
 from facegate.api import caller, create_app, handle
 from facegate.models import UsageResponse
-from facegate.observability import logger, metrics, tracer
+from facegate.observability import log_metrics, logger, tracer
 from facegate.store import USAGE_MAX_DAYS, default_usage, usage_days
 
 app = create_app()
@@ -39,6 +39,6 @@ def get_usage(
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 @tracer.capture_lambda_handler
-@metrics.log_metrics(capture_cold_start_metric=True)
+@log_metrics()
 def lambda_handler(event, context):
     return handle(app, event, context)

@@ -15,7 +15,7 @@ dimension combination as a metric of its own.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -67,6 +67,18 @@ def make_tracer() -> Tracer:
 logger = Logger(service="facegate")
 tracer = make_tracer()
 metrics = Metrics(namespace="Facegate", service="facegate")
+
+
+def log_metrics() -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``metrics.log_metrics`` for an API handler, with the ColdStart metric only where
+    metrics are on: Powertools (3.37) writes ColdStart through ``single_metric``, which
+    prints its EMF record even when POWERTOOLS_METRICS_DISABLED is true (``make run``
+    would print it after each function's first request). Decided at import, when a
+    container reads its environment."""
+    from aws_lambda_powertools.metrics.functions import is_metrics_disabled
+
+    return metrics.log_metrics(capture_cold_start_metric=not is_metrics_disabled())
+
 
 # --- metric names (namespace Facegate; Powertools adds the ``service`` dimension) -------------
 
