@@ -34,6 +34,7 @@
 | FACEGATE_USAGE_TTL_DAYS | days a daily usage counter is kept | 400 |
 | FACEGATE_VENDOR_PRICES | JSON ``{"<vendor>": price per billed call}`` for usage estimates (``local``: 0) | {} |
 | FACEGATE_PRICE_CURRENCY | currency of those prices, named in GET /v1/usage's answer | CNY |
+| FACEGATE_PRESCREEN | screen photos on the engine before paid vendors: off, faces, quality (facegate.prescreen) | off |
 | FACEGATE_ZOLOZ_RESPONSE_MAX_SKEW_S | seconds ZOLOZ's signed Response-Time may be off ours (replay guard) | 300 |
 """
 
@@ -42,7 +43,7 @@ from __future__ import annotations
 import json
 import os
 from functools import cache
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, Field
 
@@ -108,6 +109,7 @@ class Settings(BaseModel):
         default_factory=dict
     )
     price_currency: str = Field(default="CNY", min_length=1, max_length=16)
+    prescreen: Literal["off", "faces", "quality"] = "off"
     zoloz_response_max_skew_s: float = Field(default=RESPONSE_MAX_SKEW_S, gt=0, le=24 * 3600)
 
     def secret_name(self, vendor_id: str) -> str:

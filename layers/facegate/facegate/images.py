@@ -121,6 +121,16 @@ class Image:
         scale = self.width / img.width
         return np.asarray(_to_rgb(img)), scale
 
+    def rgb_at_most(self, max_side: int) -> tuple[np.ndarray, float]:
+        """``(rgb, scale)``: like ``rgb``, at most ``max_side`` pixels a side (a JPEG decoded
+        reduced first, then resized); ``scale`` maps its pixels back to the original's."""
+        import numpy as np
+
+        img = _to_rgb(self.pil(max_side))
+        if max(img.size) > max_side:
+            img.thumbnail((max_side, max_side))
+        return np.asarray(img), max(self.width, self.height) / max(img.size)
+
     def __repr__(self) -> str:  # never the bytes
         return f"Image({self.format} {self.width}x{self.height}, {len(self.data)} B, sha256={self.sha256[:12]}…)"
 

@@ -72,6 +72,11 @@ class RequestImages:
         image = self._decoded[i]
         return None if image is None else (image.width, image.height)
 
+    def held(self, i: int) -> imagelib.Image | None:
+        """Image ``i`` if its bytes are already read (base64, S3, a URL already fetched); None
+        for a URL not fetched and a face token. Never fetches."""
+        return self._decoded[i]
+
     def _fingerprint(self, i: int) -> str:
         image = self._decoded[i]
         if image is not None:

@@ -182,6 +182,11 @@ class CompareRequest(Routing):
     consensus: ConsensusSpec | None = Field(
         default=None, description="Ask several vendors at once and combine their decisions."
     )
+    prescreen: bool | None = Field(
+        default=None,
+        description="Screen the photos on the built-in detector before a paid vendor is called (true: the stage's "
+        "FACEGATE_PRESCREEN mode, or faces if it is off; false: not screened). Default: the stage's setting.",
+    )
 
     @model_validator(mode="after")
     def _one_strategy(self) -> Self:
@@ -197,6 +202,11 @@ class DetectRequest(Routing):
 
 class FeaturesRequest(Routing):
     image: ImageInput
+    prescreen: bool | None = Field(
+        default=None,
+        description="Screen the photos on the built-in detector before a paid vendor is called (true: the stage's "
+        "FACEGATE_PRESCREEN mode, or faces if it is off; false: not screened). Default: the stage's setting.",
+    )
 
 
 class VerifyIdentityRequest(Routing):
@@ -204,6 +214,11 @@ class VerifyIdentityRequest(Routing):
     id_number: Annotated[str, StringConstraints(min_length=1, max_length=32)]
     image: ImageInput
     security_level: SecurityLevel = "normal"
+    prescreen: bool | None = Field(
+        default=None,
+        description="Screen the photos on the built-in detector before a paid vendor is called (true: the stage's "
+        "FACEGATE_PRESCREEN mode, or faces if it is off; false: not screened). Default: the stage's setting.",
+    )
 
 
 # --- responses ------------------------------------------------------------------------
@@ -340,6 +355,12 @@ class UsageRow(Model):
         ge=0, description="Attempts that may have been billed (e.g. a read timeout): not in the estimate."
     )
     errors: int = Field(ge=0, description="Attempts that ended in an error.")
+    billed_calls_avoided: int = Field(
+        default=0,
+        ge=0,
+        description="Calls to this vendor that pre-screening refused before sending (FACEGATE_PRESCREEN): "
+        "not made, not billed, not in calls.",
+    )
     estimated_cost: float | None = Field(
         description="billed × the stage's price per call for the vendor (billing_unknown calls are not priced); "
         "null when the stage sets no price for the vendor."

@@ -91,6 +91,9 @@ VENDOR_ANSWERS = "VendorAnswers"  # a vendor's verdict, by decision (each consen
 VENDOR_FALLBACKS = "VendorFallbacks"  # a request moved on from this vendor to the next in its plan
 COOLDOWN_OPENED = "CooldownOpened"  # this vendor's circuit opened (closed or half-open -> open)
 RESULTS_LOG_WRITE_FAILED = "ResultsLogWriteFailed"  # an answer whose results-log record was lost
+PRESCREEN_REFUSED = "PrescreenRefused"  # a photo refused by pre-screening, by the check that failed
+BILLED_CALLS_AVOIDED = "BilledCallsAvoided"  # a paid vendor call pre-screening made unnecessary
+PRESCREEN_SKIPPED = "PrescreenSkipped"  # pre-screening was asked for but the engine is not installed here
 
 # name -> its dimensions, exactly as emitted.
 METRICS: Mapping[str, tuple[str, ...]] = {
@@ -103,6 +106,9 @@ METRICS: Mapping[str, tuple[str, ...]] = {
     VENDOR_FALLBACKS: ("service", "vendor"),
     COOLDOWN_OPENED: ("service", "vendor"),
     RESULTS_LOG_WRITE_FAILED: ("service",),
+    PRESCREEN_REFUSED: ("service", "check"),
+    BILLED_CALLS_AVOIDED: ("service", "vendor"),
+    PRESCREEN_SKIPPED: ("service",),
 }
 
 
@@ -162,3 +168,14 @@ def record_fallback(vendor: str) -> None:
 
 def record_cooldown_opened(vendor: str) -> None:
     count(COOLDOWN_OPENED, "vendor", vendor)
+
+
+def record_prescreen_refused(check: str, avoided: list[str]) -> None:
+    """Pre-screening refused a photo (``check``): one call avoided for each paid vendor in ``avoided``."""
+    count(PRESCREEN_REFUSED, "check", check)
+    for vendor in avoided:
+        count(BILLED_CALLS_AVOIDED, "vendor", vendor)
+
+
+def record_prescreen_skipped() -> None:
+    publish({}, {PRESCREEN_SKIPPED: ("Count", 1)})

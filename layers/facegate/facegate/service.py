@@ -50,7 +50,7 @@ from facegate.models import (
 )
 from facegate.router import Attempts, Planned, RetryPolicy, Router, combine
 from facegate.secrets import is_configured, load_credentials
-from facegate.store import ConsensusVote, ResultRecord, ResultsStore, ResultView, default_store, now
+from facegate.store import ConsensusVote, PrescreenNote, ResultRecord, ResultsStore, ResultView, default_store, now
 from facegate.transport import Timeouts, Transport
 from facegate.vendors import vendor_class, vendor_ids
 from facegate.vendors.base import CallContext, CompareOutcome, HttpVendor, Identity, Vendor, decide
@@ -132,6 +132,7 @@ class Call:
     id_number_hmac: str | None = None  # internal correlation only: never in an answer
     consensus_rule: Literal["all", "majority"] | None = None
     consensus: list[VendorVerdict] | None = None
+    prescreen: PrescreenNote | None = None
 
 
 class Service:
@@ -216,6 +217,7 @@ class Service:
     def _compare(self, req: CompareRequest, call: Call) -> CompareResponse:
         plan = self._plan(call.operation, req)
         images = self._images([req.image1, req.image2], call, plan)
+        self._prescreen(call, req, plan, images, ["image1", "image2"])
 
         def attempt(vendor: Vendor, planned: Planned) -> CompareOutcome:
             refs = images.refs_for(vendor)
@@ -285,6 +287,7 @@ class Service:
         call.id_number_hmac = fingerprint(identity.id_number, pepper=self._pepper())
         plan = self._plan(call.operation, req)
         images = self._images([req.image], call, plan)
+        self._prescreen(call, req, plan, images, ["image"], single_face=True)
 
         def attempt(vendor: Vendor, planned: Planned) -> CompareOutcome:
             ctx = self._ctx(call, planned, req.security_level)
@@ -323,6 +326,7 @@ class Service:
     def _features(self, req: FeaturesRequest, call: Call) -> FeaturesResponse:
         plan = self._plan(call.operation, req)
         images = self._images([req.image], call, plan)
+        self._prescreen(call, req, plan, images, ["image"])
 
         def attempt(vendor: Vendor, planned: Planned):
             return vendor.features(images.refs_for(vendor)[0], self._ctx(call, planned))
@@ -342,6 +346,49 @@ class Service:
         images = RequestImages(inputs, [p.vendor_class for p in plan], self.cfg, call.caller.deadline)
         call.fingerprints.extend(images.fingerprints)
         return images
+
+    def _prescreen(
+        self,
+        call: Call,
+        req: CompareRequest | FeaturesRequest | VerifyIdentityRequest,
+        plan: list[Planned],
+        images: RequestImages,
+        labels: list[str],
+        single_face: bool = False,
+    ) -> None:
+        """Screen the images facegate holds on the built-in detector (``facegate.prescreen``)
+        before the first paid vendor is called; a refusal is the caller's 422, nothing sent.
+        Not when the plan starts with the free built-in engine (it detects anyway)."""
+        from facegate import prescreen
+
+        mode = prescreen.mode_for(self.cfg.prescreen, req.prescreen)
+        consensus = getattr(req, "consensus", None) is not None
+        paid = [p.id for p in plan if p.id != "local"]
+        if mode == "off" or not paid or (not consensus and plan[0].id == "local"):
+            return
+        avoided = paid if consensus else [plan[0].id]  # the calls a refusal saves
+        if not engine_available():
+            call.prescreen = PrescreenNote(outcome="skipped", check="engine_unavailable", mode=mode, screened=0, ms=0)
+            observability.logger.warning("prescreen skipped: the built-in engine is not installed in this function")
+            observability.record_prescreen_skipped()
+            return
+        started, screened = time.monotonic(), 0
+        for i, label in enumerate(labels):
+            image = images.held(i)
+            if image is None:  # a URL the vendor fetches itself, or a face token: nothing to look at
+                continue
+            screened += 1
+            refusal = prescreen.screen(image, mode, single_face).refusal
+            if refusal is not None:
+                ms = int((time.monotonic() - started) * 1000)
+                call.prescreen = PrescreenNote(
+                    outcome="refused", check=refusal.check, image=label, mode=mode, screened=screened, ms=ms,
+                    avoided=avoided,
+                )  # fmt: skip
+                observability.record_prescreen_refused(refusal.check, avoided)
+                raise prescreen.error_for(refusal, label, avoided)
+        ms = int((time.monotonic() - started) * 1000)
+        call.prescreen = PrescreenNote(outcome="passed", mode=mode, screened=screened, ms=ms)
 
     # --- vendor choice, routing -------------------------------------------------------
 
@@ -491,6 +538,7 @@ def _record_of(call: Call, outcome: BaseModel | FacegateError, store: ResultsSto
         consensus_rule=call.consensus_rule,
         consensus=None if call.consensus is None else [ConsensusVote.of(v) for v in call.consensus],
         attempts=call.attempts.items,
+        prescreen=call.prescreen,
         tenant=call.caller.tenant,
         idempotency_id=call.caller.idempotency_id,
         batch_id=call.caller.batch_id,
@@ -498,6 +546,15 @@ def _record_of(call: Call, outcome: BaseModel | FacegateError, store: ResultsSto
         created_at=created,
         expires_at=store.expiry(created),
     )
+
+
+@cache
+def engine_available() -> bool:
+    """Is the built-in engine installed in this function (its layer and models)? Asked once
+    per container: pre-screening needs it, and is skipped without it."""
+    from facegate import engine
+
+    return engine.available()
 
 
 @cache

@@ -58,6 +58,26 @@ class ConsensusVote(BaseModel):
         )
 
 
+class PrescreenNote(BaseModel):
+    """What pre-screening (facegate.prescreen) did for a call, as logged."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    outcome: Literal["passed", "refused", "skipped"]
+    check: str | None = Field(
+        default=None,
+        description="refused: the check that failed (no_face, face_too_small, too_dark, too_blurred, "
+        "multiple_faces); skipped: why (engine_unavailable).",
+    )
+    image: str | None = Field(default=None, description="refused: which image (image, image1, image2).")
+    mode: Literal["faces", "quality"]
+    screened: int = Field(ge=0, description="Images screened (URLs passed to the vendor and face tokens are not).")
+    ms: int = Field(ge=0, description="Time the screen took.")
+    avoided: list[str] = Field(
+        default_factory=list, description="refused: the paid vendors not called (one billed call avoided each)."
+    )
+
+
 class ResultView(BaseModel):
     """What GET /v1/results/{request_id} answers: the record without its internal fields."""
 
@@ -87,6 +107,7 @@ class ResultView(BaseModel):
     consensus_rule: Literal["all", "majority"] | None = None
     consensus: list[ConsensusVote] | None = Field(default=None, description="Consensus only: every vendor's part.")
     attempts: list[Attempt] = Field(default_factory=list)
+    prescreen: PrescreenNote | None = Field(default=None, description="Present when the photos were pre-screened.")
     batch_id: str | None = None
     batch_line: int | None = None
     created_at: datetime
@@ -201,6 +222,7 @@ class Tally:
     billed: int = 0
     billing_unknown: int = 0
     errors: int = 0
+    billed_calls_avoided: int = 0
 
     def count(self, attempt: Attempt) -> None:
         self.calls += 1
@@ -209,7 +231,7 @@ class Tally:
         self.errors += attempt.outcome != "ok"
 
     def merge(self, other: Mapping[str, Any]) -> None:
-        for name in ("calls", "billed", "billing_unknown", "errors"):
+        for name in ("calls", "billed", "billing_unknown", "errors", "billed_calls_avoided"):
             setattr(self, name, getattr(self, name) + int(other.get(name, 0)))
 
 
@@ -246,23 +268,28 @@ class UsageCounter(DynamoBacked):
         self.currency = currency
 
     def add(self, record: ResultRecord) -> None:
-        if record.tenant is None or not record.attempts:
+        avoided = record.prescreen.avoided if record.prescreen and record.prescreen.outcome == "refused" else []
+        if record.tenant is None or not (record.attempts or avoided):
             return
         day = record.created_at.astimezone(UTC).date()
         expires_at = int(datetime.combine(day + timedelta(days=self.ttl_days), datetime.min.time(), UTC).timestamp())
         by_vendor: dict[str, Tally] = {}
         for attempt in record.attempts:
             by_vendor.setdefault(attempt.vendor, Tally()).count(attempt)
+        for vendor in avoided:  # pre-screening refused the call before it went out (facegate.prescreen)
+            by_vendor.setdefault(vendor, Tally()).billed_calls_avoided += 1
         for vendor, t in by_vendor.items():
             self.table.update_item(
                 Key={"pk": record.tenant, "sk": f"{day.isoformat()}#{vendor}#{record.operation.value}"},
-                UpdateExpression="SET expires_at = :x ADD calls :c, billed :b, billing_unknown :u, errors :e",
+                UpdateExpression="SET expires_at = :x ADD calls :c, billed :b, billing_unknown :u, errors :e, "
+                "billed_calls_avoided :a",
                 ExpressionAttributeValues={
                     ":x": expires_at,
                     ":c": t.calls,
                     ":b": t.billed,
                     ":u": t.billing_unknown,
                     ":e": t.errors,
+                    ":a": t.billed_calls_avoided,
                 },
             )
 
