@@ -17,6 +17,7 @@ VENDOR_IDS: tuple[str, ...] = tuple(vendor_ids())
 VendorId = Literal[VENDOR_IDS]  # type: ignore[valid-type]
 SecurityLevel = Literal["low", "normal", "high"]
 Decision = Literal["match", "no_match", "uncertain"]
+Strategy = Literal["ordered", "cheapest", "fastest"]
 
 
 class Model(BaseModel):
@@ -154,6 +155,16 @@ class Routing(Strict):
         default_factory=list, description="Vendors to try in order when the vendor is unavailable."
     )
     options: dict[str, Any] = Field(default_factory=dict, description="Vendor-specific options.")
+    strategy: Strategy = Field(
+        default="ordered",
+        description="The order in which the candidate vendors (vendor + fallback, or the stage's order) are tried: "
+        "ordered (as stated); cheapest (by the stage's price per billed call, FACEGATE_VENDOR_PRICES; vendors "
+        "without a price after those with one); fastest (by the median latency of each vendor's recent answers, "
+        "shared by all containers; vendors not observed yet after those observed). Ties keep the stated order, a "
+        "vendor cooling down is still skipped, failover is unchanged (only when a vendor gave no answer), and "
+        "each attempt's reason says why its vendor came when it did. A consensus asks all its vendors at once: "
+        "it takes ordered only (cheapest or fastest there is a 400).",
+    )
 
     @field_validator("fallback")
     @classmethod
@@ -187,6 +198,12 @@ class CompareRequest(Routing):
     def _one_strategy(self) -> Self:
         if self.consensus is not None and (self.vendor is not None or self.fallback):
             raise ValueError("consensus names its own vendors: leave out vendor and fallback")
+        return self
+
+    @model_validator(mode="after")
+    def _consensus_has_no_order(self) -> Self:
+        if self.consensus is not None and self.strategy != "ordered":
+            raise ValueError(f"consensus asks all its vendors at once: strategy {self.strategy} does not apply")
         return self
 
 
@@ -233,6 +250,10 @@ class Attempt(Model):
     outcome: str = Field(description='"ok" or the error code of the attempt')
     billed: bool | None = None
     latency_ms: int
+    reason: str | None = when(
+        "on attempts the router made: why this vendor was tried when it was (its place in the stated order, "
+        'its price under cheapest, its observed latency under fastest), e.g. "cheapest: 0.1 CNY per call"'
+    )
 
 
 class Response(Model):
