@@ -72,7 +72,7 @@ class LatencyBook(ABC):
             return
         with self._slot_lock:
             slot = next(self._next_slot) % self.slots
-        self._write(vendor, slot, (float(latency_ms), self.clock()))
+        self._write(vendor, slot, (float(round(latency_ms)), self.clock()))  # whole ms, as attempts report
 
     def observed(self, vendors: Iterable[str]) -> dict[str, Observed]:
         """The recent median of each of ``vendors`` that has recent samples (the others are absent)."""
@@ -124,7 +124,7 @@ class DynamoLatencyBook(DynamoBacked, LatencyBook):
             Key=self._key(vendor),
             UpdateExpression="SET #slot = :sample",
             ExpressionAttributeNames={"#slot": f"s{slot}"},
-            ExpressionAttributeValues={":sample": [dynamo_number(round(sample[0], 1)), dynamo_number(sample[1])]},
+            ExpressionAttributeValues={":sample": [dynamo_number(sample[0]), dynamo_number(sample[1])]},
         )
 
     def _read(self, vendors: list[str]) -> dict[str, list[Sample]]:
