@@ -251,8 +251,9 @@ class Attempt(Model):
     billed: bool | None = None
     latency_ms: int
     reason: str | None = when(
-        "on attempts the router made: why this vendor was tried when it was (its place in the stated order, "
-        'its price under cheapest, its observed latency under fastest), e.g. "cheapest: 0.1 CNY per call"'
+        "on every attempt (records older than strategies have none): why this vendor was tried when it was, by "
+        'the request\'s strategy, e.g. "ordered: as stated, 1st of 2", "cheapest: 0.1 CNY per call, 1st of 3", '
+        '"fastest: median 120 ms over its last 8 answers, 1st of 2", "consensus: asked at once with the others"'
     )
 
 
