@@ -60,20 +60,22 @@ def latencies(**observed: list[float]) -> MemoryLatencyBook:
 
 
 def test_ordinals():
-    assert [ordinal(n) for n in (1, 2, 3, 4, 11, 12, 13, 21, 22, 23, 101, 111)] == [
-        "1st",
-        "2nd",
-        "3rd",
-        "4th",
-        "11th",
-        "12th",
-        "13th",
-        "21st",
-        "22nd",
-        "23rd",
-        "101st",
-        "111th",
+    assert [ordinal(n) for n in range(1, 21)] == [
+        *("1st", "2nd", "3rd", "4th", "5th", "6th", "7th", "8th", "9th", "10th"),
+        *("11th", "12th", "13th", "14th", "15th", "16th", "17th", "18th", "19th", "20th"),
     ]
+
+
+def test_prices_are_in_the_stage_currency_cny_unless_named():
+    assert arrange(plan("a"), "cheapest", prices={"a": 0.5})[0].reason == "cheapest: 0.5 CNY per call, 1st of 1"
+    assert arrange(plan("a"), "cheapest", prices={"a": 0.5}, currency="USD")[0].reason == (
+        "cheapest: 0.5 USD per call, 1st of 1"
+    )
+
+
+def test_an_unknown_strategy_is_a_programming_error():
+    with pytest.raises(ValueError, match="unknown strategy 'random'"):
+        arrange(plan("a"), "random")  # type: ignore[arg-type]
 
 
 def test_ordered_keeps_the_stated_order_and_says_so():

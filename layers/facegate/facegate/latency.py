@@ -68,7 +68,7 @@ class LatencyBook(ABC):
 
     def record(self, vendor: str, latency_ms: float) -> None:
         """One answered call of ``vendor`` took ``latency_ms`` (sampled at ``sample_rate``)."""
-        if self.sample_rate < 1.0 and self._rng.random() >= self.sample_rate:
+        if self._rng.random() >= self.sample_rate:  # random() < 1: a rate of 1 keeps every sample
             return
         with self._slot_lock:
             slot = next(self._next_slot) % self.slots

@@ -28,8 +28,8 @@ if TYPE_CHECKING:
 
 
 def ordinal(n: int) -> str:
-    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
-    return f"{n}{suffix}"
+    """1st, 2nd, 3rd, 4th …: right up to 20, and a plan holds at most six vendors."""
+    return f"{n}{ {1: 'st', 2: 'nd', 3: 'rd'}.get(n, 'th') }"
 
 
 def arrange(
@@ -37,7 +37,7 @@ def arrange(
     strategy: Strategy,
     *,
     prices: Mapping[str, float] | None = None,
-    currency: str = "",
+    currency: str = "CNY",
     latency: LatencyBook | None = None,
 ) -> list[Planned]:
     """``plan`` in the order ``strategy`` says, each vendor with the reason for its place.
@@ -50,7 +50,7 @@ def arrange(
         prices = prices or {}
         keys = [prices.get(p.id) for p in plan]
         said = [
-            "no price set (after priced vendors, stated order)" if k is None else f"{k:g} {currency} per call".strip()
+            "no price set (after priced vendors, stated order)" if k is None else f"{k:g} {currency} per call"
             for k in keys
         ]
     elif strategy == "fastest":
