@@ -1,6 +1,6 @@
 """``facegate``: the facegate API from a shell.
 
-    facegate compare A.jpg B.jpg [--vendor V] [--fallback V,…] [--level low|normal|high] [--json]
+    facegate compare A.jpg B.jpg [--vendor V] [--fallback V,…] [--strategy S] [--level low|normal|high] [--json]
     facegate detect PHOTO | features PHOTO | verify-identity --name N --id-number X PHOTO
     facegate results ID | results delete ID | vendors | usage [--from D --to D]
     facegate batch run FOLDER | batch submit FOLDER --bucket B
@@ -83,6 +83,12 @@ def build_parser() -> Parser:
     routing = Parser(add_help=False)
     routing.add_argument("--vendor", type=vendor_id, help=f"one of {', '.join(VENDOR_IDS)}")
     routing.add_argument("--fallback", type=vendor_list, default=[], help="vendors to try next, comma-separated")
+    routing.add_argument(
+        "--strategy",
+        choices=("ordered", "cheapest", "fastest"),
+        default="ordered",
+        help="the order vendors are tried in: as stated, cheapest first, or fastest first",
+    )
     level = Parser(add_help=False)
     level.add_argument("--level", choices=("low", "normal", "high"), default="normal", help="the security level")
 
@@ -184,7 +190,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     with client(args) as c:
         request = c.compare_request(
-            args.image1, args.image2, vendor=args.vendor, fallback=args.fallback, security_level=args.level
+            args.image1,
+            args.image2,
+            vendor=args.vendor,
+            fallback=args.fallback,
+            strategy=args.strategy,
+            security_level=args.level,
         )
         answer = c.request("POST", "/v1/compare", body=request, idempotent=True)
     return emit(args, answer, lambda: render.compare(answer.parse(CompareResponse)))
@@ -195,7 +206,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     from facegate_cli import render
 
     with client(args) as c:
-        request = c.detect_request(args.image, vendor=args.vendor, fallback=args.fallback)
+        request = c.detect_request(args.image, vendor=args.vendor, fallback=args.fallback, strategy=args.strategy)
         answer = c.request("POST", "/v1/detect", body=request, idempotent=True)
     return emit(args, answer, lambda: render.detect(answer.parse(DetectResponse)))
 
@@ -205,7 +216,7 @@ def cmd_features(args: argparse.Namespace) -> int:
     from facegate_cli import render
 
     with client(args) as c:
-        request = c.features_request(args.image, vendor=args.vendor, fallback=args.fallback)
+        request = c.features_request(args.image, vendor=args.vendor, fallback=args.fallback, strategy=args.strategy)
         answer = c.request("POST", "/v1/features", body=request, idempotent=True)
     return emit(args, answer, lambda: render.features(answer.parse(FeaturesResponse)))
 
@@ -221,6 +232,7 @@ def cmd_verify_identity(args: argparse.Namespace) -> int:
             id_number=args.id_number,
             vendor=args.vendor,
             fallback=args.fallback,
+            strategy=args.strategy,
             security_level=args.level,
         )
         answer = c.request("POST", "/v1/verify-identity", body=request, idempotent=True)

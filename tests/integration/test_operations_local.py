@@ -30,7 +30,13 @@ def test_same_person_matches_and_is_logged_without_image_data(aws, call_api, b64
     assert 0 <= got["threshold"] < got["similarity"] <= 1
     assert got["latency_ms"] >= 0 and got["billed"] is False
     assert got["attempts"] == [
-        {"vendor": "local", "outcome": "ok", "billed": False, "latency_ms": got["attempts"][0]["latency_ms"]}
+        {
+            "vendor": "local",
+            "outcome": "ok",
+            "billed": False,
+            "latency_ms": got["attempts"][0]["latency_ms"],
+            "reason": "ordered: as stated, 1st of 1",
+        }
     ]
 
     (record,) = aws.records()

@@ -26,13 +26,14 @@
 | FACEGATE_IDEMPOTENCY_TTL_S | seconds an Idempotency-Key (and the answer it replays) is kept | 86400 |
 | FACEGATE_VENDOR_TIMEOUTS | JSON ``{"<vendor>": {"connect": s, "read": s}}`` per-vendor overrides | {} |
 | FACEGATE_MAX_RETRIES | retries of one vendor, only when it cannot have billed | 1 |
-| FACEGATE_STATE_TABLE | DynamoDB table of shared vendor health (cooldowns); in memory without | (none) |
+| FACEGATE_STATE_TABLE | DynamoDB table of vendor cooldowns and observed latencies; in memory without | (none) |
+| FACEGATE_LATENCY_SAMPLE_RATE | share of answered calls whose latency is written down for ``fastest`` (0: none) | 1 |
 | FACEGATE_COOLDOWN_FAILURES / _WINDOW_S / _S | failures in the window that open a cooldown; its length | 5 / 60 / 30 |
 | FACEGATE_PEPPER_SECRET | secret (name or ARN) holding the stage's pepper for ID-number HMACs | (none) |
 | FACEGATE_PEPPER | the pepper itself (local runs); without either, no ID-number HMAC is stored | (none) |
 | FACEGATE_USAGE_TABLE | DynamoDB table of daily usage counters (GET /v1/usage); none: nothing counted | (none) |
 | FACEGATE_USAGE_TTL_DAYS | days a daily usage counter is kept | 400 |
-| FACEGATE_VENDOR_PRICES | JSON ``{"<vendor>": price per billed call}`` for usage estimates (``local``: 0) | {} |
+| FACEGATE_VENDOR_PRICES | JSON ``{"<vendor>": price per billed call}``: usage, ``cheapest`` (``local``: 0) | {} |
 | FACEGATE_PRICE_CURRENCY | currency of those prices, named in GET /v1/usage's answer | CNY |
 | FACEGATE_PRESCREEN | screen photos on the engine before paid vendors: off, faces, quality (facegate.prescreen) | off |
 | FACEGATE_ZOLOZ_RESPONSE_MAX_SKEW_S | seconds ZOLOZ's signed Response-Time may be off ours (replay guard) | 300 |
@@ -45,7 +46,7 @@ import os
 from functools import cache
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
 
 from facegate.models import VENDOR_IDS, SecurityLevel, VendorId
 from facegate.vendors.base import RESPONSE_MAX_SKEW_S
@@ -102,12 +103,16 @@ class Settings(BaseModel):
     cooldown_failures: int = Field(default=5, ge=1)
     cooldown_window_s: float = Field(default=60.0, gt=0)
     cooldown_s: float = Field(default=30.0, gt=0)
+    latency_sample_rate: float = Field(default=1.0, ge=0, le=1)
     pepper_secret: str | None = None
     usage_table: str | None = None
     usage_ttl_days: int = Field(default=400, ge=1, le=3650)
-    vendor_prices: Annotated[dict[VendorId, Annotated[float, Field(ge=0)]], BeforeValidator(_json)] = Field(
-        default_factory=dict
-    )
+    # The built-in engine costs nothing unless the stage says otherwise.
+    vendor_prices: Annotated[
+        dict[VendorId, Annotated[float, Field(ge=0)]],
+        BeforeValidator(_json),
+        AfterValidator(lambda prices: {"local": 0.0, **prices}),
+    ] = Field(default_factory=dict, validate_default=True)
     price_currency: str = Field(default="CNY", min_length=1, max_length=16)
     prescreen: Literal["off", "faces", "quality"] = "off"
     zoloz_response_max_skew_s: float = Field(default=RESPONSE_MAX_SKEW_S, gt=0, le=24 * 3600)

@@ -1,6 +1,7 @@
 """Which vendor answers, and what happens when one cannot: the one retry loop.
 
-* ``first``: try the plan's vendors in order (a single vendor is a plan of one);
+* ``first``: try the plan's vendors in order (a single vendor is a plan of one; the
+  order is the request's strategy, ``facegate.strategy``, and each attempt says why);
   move on **only** when a vendor gave no answer (``VendorError.failover``) — never
   on the caller's errors, never after an answer (a ``no_match`` is an answer).
 * ``every``: ask all the plan's vendors at once (consensus), each with the same
@@ -10,7 +11,8 @@ Retries never risk a second bill: an attempt is repeated only when the vendor
 cannot have received it (``billed is False`` on a connect failure or timeout).
 Every attempt is recorded, and counted in per-vendor metrics (``facegate.observability``:
 latency, failures, billing, error codes, fallbacks). Nothing starts once the request's deadline is too close
-to finish, and vendors in cooldown are skipped (see ``facegate.health``).
+to finish, and vendors in cooldown are skipped (see ``facegate.health``). Each answered
+call's latency is noted for the ``fastest`` strategy (``facegate.latency``).
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from facegate import observability
@@ -40,6 +43,7 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
 
     from facegate.health import HealthBook
+    from facegate.latency import LatencyBook
     from facegate.vendors.base import Vendor
 
 # Starting a vendor call with less time than this left only produces a timeout.
@@ -54,6 +58,7 @@ class VendorCoolingDown(VendorUnavailable):
 class Planned:
     vendor_class: type[Vendor]
     options: BaseModel | None
+    reason: str | None = None  # why this vendor is where it is in the plan (facegate.strategy)
 
     @property
     def id(self) -> str:
@@ -73,9 +78,9 @@ class Attempts:
         self.items: list[Attempt] = []
         self._lock = threading.Lock()
 
-    def add(self, vendor: str, outcome: str, billed: bool | None, started: float) -> Attempt:
+    def add(self, vendor: str, outcome: str, billed: bool | None, started: float, reason: str | None = None) -> Attempt:
         latency = int((time.monotonic() - started) * 1000)
-        attempt = Attempt(vendor=vendor, outcome=outcome, billed=billed, latency_ms=latency)
+        attempt = Attempt(vendor=vendor, outcome=outcome, billed=billed, latency_ms=latency, reason=reason)
         with self._lock:
             self.items.append(attempt)
         return attempt
@@ -111,8 +116,10 @@ class Router:
         vendor_for: Callable[[type[Vendor]], Vendor],
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        latency: LatencyBook | None = None,
     ):
         self.health = health
+        self.latency = latency  # where answered calls' latencies go (the fastest strategy reads them)
         self.vendor_for = vendor_for
         self.retry = retry or RetryPolicy()
         self.sleep = sleep
@@ -146,6 +153,8 @@ class Router:
     ) -> list[tuple[str, Vendor | None, Any]]:
         """(vendor id, vendor, outcome or FacegateError) for each planned vendor, in plan order."""
 
+        plan = [replace(p, reason=p.reason or "consensus: asked at once with the others") for p in plan]
+
         def one(planned: Planned):
             try:
                 vendor, outcome = self._try(planned, attempt, attempts, deadline)
@@ -169,24 +178,25 @@ class Router:
     @staticmethod
     def _record(
         attempts: Attempts,
-        vid: str,
+        planned: Planned,
         outcome: str,
         billed: bool | None,
         started: float,
         *,
         called: bool = True,
         vendor_failure: bool = False,
-    ) -> None:
+    ) -> Attempt:
         """Note the attempt in the request's record and in the metrics (``called``: the
         vendor was asked, so its latency and billing mean something)."""
-        a = attempts.add(vid, outcome, billed, started)
+        a = attempts.add(planned.id, outcome, billed, started, planned.reason)
         observability.record_attempt(
-            vid,
+            planned.id,
             None if outcome == "ok" else outcome,
             latency_ms=a.latency_ms if called else None,
             billed=billed,
             vendor_failure=vendor_failure,
         )
+        return a
 
     def _try(
         self,
@@ -201,11 +211,11 @@ class Router:
                 e = DeadlineExceeded(
                     f"no time left to ask {vid} before the request's deadline", vendor=vid, billed=False
                 )
-                self._record(attempts, vid, e.code, False, time.monotonic(), called=False)
+                self._record(attempts, planned, e.code, False, time.monotonic(), called=False)
                 raise e
             if not self.health.allow(vid):
                 e = VendorCoolingDown(f"{vid} is cooling down after repeated failures", vendor=vid, billed=False)
-                self._record(attempts, vid, "VENDOR_COOLING_DOWN", False, time.monotonic(), called=False)
+                self._record(attempts, planned, "VENDOR_COOLING_DOWN", False, time.monotonic(), called=False)
                 raise e
             started = time.monotonic()
             try:
@@ -214,21 +224,23 @@ class Router:
             except CallerError as e:
                 # The vendor answered (about the request): it is healthy.
                 e.vendor = e.vendor or vid
-                self._record(attempts, vid, e.code, e.billed, started)
+                self._record(attempts, planned, e.code, e.billed, started)
                 self._note(self.health.record_success, vid)
                 raise
             except VendorError as e:
                 e.vendor = e.vendor or vid
                 unwell = counts_against_health(e)
-                self._record(attempts, vid, e.code, e.billed, started, vendor_failure=unwell)
+                self._record(attempts, planned, e.code, e.billed, started, vendor_failure=unwell)
                 if unwell:
                     self._note(self.health.record_failure, vid)
                 if retry_safe(e) and n < self.retry.max_retries:
                     self.sleep(self.retry.backoff_s * (1 + random.random()))  # noqa: S311 - jitter, not crypto  # nosec B311
                     continue
                 raise
-            self._record(attempts, vid, "ok", outcome.billed, started)
+            answered = self._record(attempts, planned, "ok", outcome.billed, started)
             self._note(self.health.record_success, vid)
+            if self.latency is not None:  # what the fastest strategy orders by
+                self._note(partial(self.latency.record, latency_ms=answered.latency_ms), vid)
             return vendor, outcome
         raise AssertionError("unreachable")
 

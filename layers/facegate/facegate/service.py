@@ -29,6 +29,7 @@ from facegate.errors import (
 )
 from facegate.health import CooldownPolicy, DynamoHealthBook, HealthBook, MemoryHealthBook
 from facegate.inputs import RequestImages
+from facegate.latency import DynamoLatencyBook, LatencyBook, MemoryLatencyBook
 from facegate.models import (
     Box,
     CompareRequest,
@@ -51,6 +52,7 @@ from facegate.models import (
 from facegate.router import Attempts, Planned, RetryPolicy, Router, combine
 from facegate.secrets import is_configured, load_credentials
 from facegate.store import ConsensusVote, PrescreenNote, ResultRecord, ResultsStore, ResultView, default_store, now
+from facegate.strategy import arrange
 from facegate.transport import Timeouts, Transport
 from facegate.vendors import vendor_class, vendor_ids
 from facegate.vendors.base import CallContext, CompareOutcome, HttpVendor, Identity, Vendor, decide
@@ -143,6 +145,7 @@ class Service:
         transport: Transport | None = None,
         credentials: Callable[[type[Vendor]], Any] | None = None,
         health: HealthBook | None = None,
+        latency: LatencyBook | None = None,
     ):
         self.cfg = cfg = cfg or settings()
         self.store = store or default_store()
@@ -156,7 +159,13 @@ class Service:
         self.health = health or (
             DynamoHealthBook(cfg.state_table, policy) if cfg.state_table else MemoryHealthBook(policy)
         )
-        self.router = Router(self.health, self._vendor, RetryPolicy(max_retries=cfg.max_retries))
+        rate = cfg.latency_sample_rate
+        self.latency = latency or (
+            DynamoLatencyBook(cfg.state_table, sample_rate=rate)
+            if cfg.state_table
+            else MemoryLatencyBook(sample_rate=rate)
+        )
+        self.router = Router(self.health, self._vendor, RetryPolicy(max_retries=cfg.max_retries), latency=self.latency)
 
     # --- operations -------------------------------------------------------------------
 
@@ -426,7 +435,11 @@ class Service:
             if not isinstance(opts, dict):
                 raise InvalidOption(f"options for vendor '{vid}' must be an object")
             plan.append(Planned(cls, cls.parse_options(opts)))
-        return plan
+        if consensus is not None:
+            return plan
+        return arrange(
+            plan, req.strategy, prices=self.cfg.vendor_prices, currency=self.cfg.price_currency, latency=self.latency
+        )
 
     def _pepper(self) -> str | None:
         """The stage's pepper for ID-number HMACs, from its secret (cached like the

@@ -27,7 +27,7 @@ def stack_with_extra_buckets():
 
 IMAGES = "s3:GetObject BatchBucket/inputs/*"
 IDEMPOTENCY = {f"dynamodb:{a} IdempotencyTable" for a in ("GetItem", "PutItem", "UpdateItem", "DeleteItem")}
-HEALTH = {f"dynamodb:{a} StateTable" for a in ("GetItem", "UpdateItem", "DeleteItem")}
+HEALTH = {f"dynamodb:{a} StateTable" for a in ("GetItem", "BatchGetItem", "UpdateItem", "DeleteItem")}
 # Every results-log writer also adds to the usage counters (store.ResultsStore.put), never reads them.
 RESULTS_WRITE = {"dynamodb:PutItem ResultsTable", "dynamodb:UpdateItem UsageTable"}
 BATCH_TABLE_CRUD = {

@@ -173,6 +173,16 @@ def test_detect_lists_the_faces(run, fake_api, photos):
     assert lines[2] == "  face 2: left 300 top 40 width 90 height 95 confidence 0.93"
 
 
+def test_a_strategy_is_sent_as_given_and_ordered_by_default(run, fake_api, photos):
+    fake_api.on("POST", "/v1/detect", ok_reply(DETECT_ANSWER))
+    assert run("detect", str(photos[0]), "--fallback", "face2", "--strategy", "fastest")[0] == 0
+    assert run("detect", str(photos[0]))[0] == 0
+    assert [sent.json()["strategy"] for sent in fake_api.seen] == ["fastest", "ordered"]
+    code, _, err = run("detect", str(photos[0]), "--strategy", "random")
+    assert code == 2 and "--strategy" in one_line(err)
+    assert len(fake_api.seen) == 2
+
+
 def test_features_describes_the_embedding(run, fake_api, photos):
     fake_api.on(
         "POST",
