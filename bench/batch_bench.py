@@ -236,33 +236,56 @@ def scan(table_name: str) -> list[dict]:
 
 
 def markdown(results: list[dict], args: argparse.Namespace) -> str:
-    when = datetime.now(UTC).strftime("%Y-%m-%d")
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M")
     cpus = os.cpu_count()
     out = [
         "## Batches",
         "",
-        f"Measured {when} on {platform.processor() or platform.machine()}, {cpus} CPUs, "
+        f"Measured {when} UTC on {platform.processor() or platform.machine()}, {cpus} CPUs, "
         f"Python {platform.python_version()}. `.venv/bin/python bench/batch_bench.py --items {args.items} "
         f"--latency {args.latency} --qps {' '.join(f'{q:g}' for q in args.qps)} "
         f"--workers {' '.join(map(str, args.workers or ['(default)']))} "
         f"--retry-base {args.retry_base:g} --pacing {args.pacing} --emulation {args.emulation}`.",
         "",
         f"{args.items} compare items against a Shuxun sandbox answering after {args.latency * 1000:.0f} ms and "
-        f"refusing calls over {args.qps:g} per second (its rate-limit body, code 6). Throughput counts from the "
-        "upload of the manifest to the report; steady: vendor answers per second over the middle 90 % of them.",
+        "refusing calls over the cap per second (its rate-limit body, code 6). Throughput counts from the "
+        "upload of the manifest to the report; steady: vendor answers per second over the middle 90 % of them. "
+        "CPU ms per item: process CPU time over the run divided by the items (driver: this process, with the "
+        "splitter; in-process, everything).",
         "",
-        "| workers (MaximumConcurrency) | pacing (BatchVendorRates) | items/s, end to end | share of the cap | "
-        "vendor answers/s, steady | share of the cap | lost | rate-limited calls | deliveries | errors |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| cap | emulation | workers | pacing | items/s, end to end | share of the cap | steady share | lost | "
+        "rate-limited calls | deliveries | errors | CPU ms/item: moto / workers / driver | load avg |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         errors = ", ".join(f"{k} {v}" for k, v in r["error_codes"].items()) or "none"
-        pacing = f"{args.qps:g}/s" if r["pacing"] else "off"
+        pacing = "on" if r["pacing"] else "off"
+        c = r["cpu_ms_per_item"]
         out.append(
-            f"| {r['workers']} | {pacing} | {r['items_per_s']:.1f} | **{r['share'] * 100:.0f} %** | "
-            f"{r['steady_per_s']:.1f} | {r['steady_share'] * 100:.0f} % | {r['lost']} | "
-            f"{r['rate_limited']} | {r['deliveries']} | {errors} |"
+            f"| {r['qps']:g}/s | {r['emulation']} | {r['workers']} | {pacing} | {r['items_per_s']:.1f} | "
+            f"**{r['share'] * 100:.0f} %** | {r['steady_share'] * 100:.0f} % | {r['lost']} | "
+            f"{r['rate_limited']} | {r['deliveries']} | {errors} | "
+            f"{c['moto']:.0f} / {c['workers']:.0f} / {c['driver']:.0f} | {r['load']:.1f} |"
         )
+    calls: dict[str, list[float]] = {}
+    counted = [r for r in results if r["moto_calls"]]
+    for r in counted:
+        for action, (n, seconds) in r["moto_calls"].items():
+            entry = calls.setdefault(action, [0, 0.0, 0])
+            entry[0] += n
+            entry[1] += seconds
+    if counted:
+        items = sum(r["items"] for r in counted)
+        out += [
+            "",
+            f"moto's time per action (processes runs, {items} items; wall time inside moto's app, one "
+            "request at a time per server):",
+            "",
+            "| action | calls per item | ms per call | ms per item |",
+            "|---|---|---|---|",
+        ]
+        for action, (n, seconds, _) in sorted(calls.items(), key=lambda kv: -kv[1][1]):
+            out.append(f"| {action} | {n / items:.2f} | {seconds * 1000 / n:.1f} | {seconds * 1000 / items:.1f} |")
     return "\n".join(out) + "\n"
 
 
