@@ -163,10 +163,11 @@ def detect(rgb: np.ndarray, upsample: int | None = None) -> list[Face]:
 
 
 def largest_face(rgb: np.ndarray) -> Face | None:
-    """The face ``detect(rgb)[0]`` would be, or None: what compare and features embed.
+    """The largest face, or None: the one compare and features embed.
 
-    A first pass on a ≤ ``COARSE_MAX_SIDE`` px copy finds a large face cheaply; only
-    an image where it finds none pays for the whole ``detect``.
+    A first pass on a ≤ ``COARSE_MAX_SIDE`` px copy finds a large face cheaply (its box
+    then comes from that coarser copy); only an image where it finds none pays for the
+    whole ``detect``.
     """
     _check_rgb(rgb)
     if max(rgb.shape[:2]) > COARSE_MAX_SIDE:
