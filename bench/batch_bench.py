@@ -23,8 +23,10 @@ section for bench/RESULTS.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
+import math
 import os
 import platform
 import subprocess
@@ -101,15 +103,29 @@ class RemoteSandbox:
             self.requests, self.billed = counts["requests"], counts["billed"]
 
 
-def run_once(items: int, latency: float, qps: float, workers: int, retry_base: float, pacing: bool) -> dict:
-    from moto import mock_aws
-
+def run_once(
+    items: int, latency: float, qps: float, workers: int, retry_base: float, pacing: bool, emulation: str
+) -> dict:
+    """One batch. ``emulation``: "in-process" (moto mocked in this process, workers as
+    threads: ``facegate_local.batch`` as the tests use it) or "processes" (moto's
+    server in a process of its own, each worker a process: ``facegate_local.batch_processes``)."""
     from facegate_local.batch import LocalBatches, reset_caches
+    from facegate_local.batch_processes import MotoServers, WorkerProcesses, cpu_seconds
 
     sandbox = RemoteSandbox(latency, qps)
     saved = dict(os.environ)
+    server = None
+    pool = None
     try:
-        with mock_aws():
+        with contextlib.ExitStack() as stack:
+            if emulation == "processes":
+                server = MotoServers()
+                stack.callback(server.stop)
+                os.environ.update(server.environment())
+            else:
+                from moto import mock_aws
+
+                stack.enter_context(mock_aws())
             creds = {**sandbox.credentials, "endpoint": sandbox.url}
             local = LocalBatches(
                 stage=STAGE,
@@ -125,18 +141,38 @@ def run_once(items: int, latency: float, qps: float, workers: int, retry_base: f
             )
             for name in ("obama.jpg", "obama2.jpg", "biden.jpg"):
                 local.upload(f"photos/{name}", small_jpeg(name))
+            if server is not None:
+                pool = stack.enter_context(WorkerProcesses(local, workers))
             marks: dict[str, float] = {}
 
-            def mark() -> None:
+            def between_polls() -> None:
+                if pool is not None:
+                    pool.check()
                 if "queued" not in marks:
                     meta = local.meta("bench")
                     if meta is not None and meta.status != "splitting":
                         marks["queued"] = time.perf_counter()
 
+            cpu0 = {
+                "driver": time.process_time(),
+                "moto": server.cpu_seconds() if server else 0.0,
+                "sandbox": cpu_seconds(sandbox.proc.pid),
+            }
+            if server is not None:
+                server.costs()  # from here on
             t0 = time.perf_counter()
             local.upload("batches/bench.jsonl", manifest(items))
-            meta = local.run("bench", workers=workers, timeout_s=1800, between_polls=mark)
+            meta = local.run(
+                "bench", workers=workers, poll_items=pool is None, timeout_s=1800, between_polls=between_polls
+            )
             done = time.perf_counter()
+            moto_calls = server.costs() if server is not None else {}
+            cpu = {
+                "driver": time.process_time() - cpu0["driver"],
+                "moto": (server.cpu_seconds() if server else 0.0) - cpu0["moto"],
+                "sandbox": cpu_seconds(sandbox.proc.pid) - cpu0["sandbox"],
+                "workers": sum(w["cpu_s"] for w in pool.stop()) if pool is not None else 0.0,
+            }
             report = local.report("bench")
             summary = local.summary("bench")
             sandbox.stop()
@@ -155,6 +191,8 @@ def run_once(items: int, latency: float, qps: float, workers: int, retry_base: f
             lost += len(report) - len(answered)
             seconds = done - t0  # what the uploader waits: upload to report, the split included
             return {
+                "emulation": emulation,
+                "qps": qps,
                 "workers": workers,
                 "pacing": pacing,
                 "items": items,
@@ -162,9 +200,9 @@ def run_once(items: int, latency: float, qps: float, workers: int, retry_base: f
                 "seconds": seconds,
                 "split_s": marks.get("queued", t0) - t0,
                 "items_per_s": items / seconds,
-                "share": items / seconds / qps,
+                "share": items / seconds / qps if qps else 0.0,
                 "steady_per_s": steady,
-                "steady_share": steady / qps,
+                "steady_share": steady / qps if qps else 0.0,
                 "ok": summary["ok"],
                 "errors": summary["errors"],
                 "error_codes": summary["error_codes"],
@@ -173,6 +211,9 @@ def run_once(items: int, latency: float, qps: float, workers: int, retry_base: f
                 "billed": sandbox.billed,
                 "rate_limited": sandbox.requests - sandbox.billed,
                 "deliveries": summary["deliveries"],
+                "cpu_ms_per_item": {k: v * 1000 / items for k, v in cpu.items()},
+                "load": os.getloadavg()[0],
+                "moto_calls": moto_calls,
             }
     finally:
         sandbox.stop()
@@ -195,46 +236,87 @@ def scan(table_name: str) -> list[dict]:
 
 
 def markdown(results: list[dict], args: argparse.Namespace) -> str:
-    when = datetime.now(UTC).strftime("%Y-%m-%d")
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M")
     cpus = os.cpu_count()
     out = [
         "## Batches",
         "",
-        f"Measured {when} on {platform.processor() or platform.machine()}, {cpus} CPUs, "
+        f"Measured {when} UTC on {platform.processor() or platform.machine()}, {cpus} CPUs, "
         f"Python {platform.python_version()}. `.venv/bin/python bench/batch_bench.py --items {args.items} "
-        f"--latency {args.latency} --qps {args.qps:g} --workers {' '.join(map(str, args.workers))} "
-        f"--retry-base {args.retry_base:g} --pacing {args.pacing}`.",
+        f"--latency {args.latency} --qps {' '.join(f'{q:g}' for q in args.qps)} "
+        f"--workers {' '.join(map(str, args.workers or ['(default)']))} "
+        f"--retry-base {args.retry_base:g} --pacing {args.pacing} --emulation {args.emulation}`.",
         "",
         f"{args.items} compare items against a Shuxun sandbox answering after {args.latency * 1000:.0f} ms and "
-        f"refusing calls over {args.qps:g} per second (its rate-limit body, code 6). Throughput counts from the "
-        "upload of the manifest to the report; steady: vendor answers per second over the middle 90 % of them.",
+        "refusing calls over the cap per second (its rate-limit body, code 6). Throughput counts from the "
+        "upload of the manifest to the report; steady: vendor answers per second over the middle 90 % of them. "
+        "CPU ms per item: process CPU time over the run divided by the items (driver: this process, with the "
+        "splitter; in-process, everything).",
         "",
-        "| workers (MaximumConcurrency) | pacing (BatchVendorRates) | items/s, end to end | share of the cap | "
-        "vendor answers/s, steady | share of the cap | lost | rate-limited calls | deliveries | errors |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| cap | emulation | workers | pacing | items/s, end to end | share of the cap | steady share | lost | "
+        "rate-limited calls | deliveries | errors | CPU ms/item: moto / workers / driver | load avg |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         errors = ", ".join(f"{k} {v}" for k, v in r["error_codes"].items()) or "none"
-        pacing = f"{args.qps:g}/s" if r["pacing"] else "off"
+        pacing = "on" if r["pacing"] else "off"
+        c = r["cpu_ms_per_item"]
         out.append(
-            f"| {r['workers']} | {pacing} | {r['items_per_s']:.1f} | **{r['share'] * 100:.0f} %** | "
-            f"{r['steady_per_s']:.1f} | {r['steady_share'] * 100:.0f} % | {r['lost']} | "
-            f"{r['rate_limited']} | {r['deliveries']} | {errors} |"
+            f"| {r['qps']:g}/s | {r['emulation']} | {r['workers']} | {pacing} | {r['items_per_s']:.1f} | "
+            f"**{r['share'] * 100:.0f} %** | {r['steady_share'] * 100:.0f} % | {r['lost']} | "
+            f"{r['rate_limited']} | {r['deliveries']} | {errors} | "
+            f"{c['moto']:.0f} / {c['workers']:.0f} / {c['driver']:.0f} | {r['load']:.1f} |"
         )
+    calls: dict[str, list[float]] = {}
+    counted = [r for r in results if r["moto_calls"]]
+    for r in counted:
+        for action, (n, seconds) in r["moto_calls"].items():
+            entry = calls.setdefault(action, [0, 0.0, 0])
+            entry[0] += n
+            entry[1] += seconds
+    if counted:
+        items = sum(r["items"] for r in counted)
+        out += [
+            "",
+            f"moto's time per action (processes runs, {items} items; wall time inside moto's app, one "
+            "request at a time per server):",
+            "",
+            "| action | calls per item | ms per call | ms per item |",
+            "|---|---|---|---|",
+        ]
+        for action, (n, seconds, _) in sorted(calls.items(), key=lambda kv: -kv[1][1]):
+            out.append(f"| {action} | {n / items:.2f} | {seconds * 1000 / n:.1f} | {seconds * 1000 / items:.1f} |")
     return "\n".join(out) + "\n"
+
+
+def default_workers(qps: float, latency: float) -> int:
+    """Instances enough for the cap: each item takes the vendor's latency plus ~0.1 s of
+    AWS calls and service work, and paced instances each run at most cap / instances."""
+    return math.ceil(qps * (latency + 0.1)) + 1
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--items", type=int, default=1000)
     parser.add_argument("--latency", type=float, default=0.05, help="the vendor's answer time, seconds")
-    parser.add_argument("--qps", type=float, default=50.0, help="the vendor's rate limit, calls per second")
-    parser.add_argument("--workers", type=int, nargs="+", default=[2, 3, 4, 5])
+    parser.add_argument(
+        "--qps", type=float, nargs="+", default=[10.0, 20.0, 50.0], help="the vendor's rate limit(s), calls per second"
+    )
+    parser.add_argument(
+        "--workers", type=int, nargs="+", help="worker instances (default: enough for each cap, see default_workers)"
+    )
     parser.add_argument(
         "--retry-base", type=float, default=0.5, help="FACEGATE_BATCH_RETRY_BASE_S: backoff of rate-limited items"
     )
     parser.add_argument(
-        "--pacing", choices=["on", "off", "both"], default="both", help="pace calls to the cap (BatchVendorRates)"
+        "--pacing", choices=["on", "off", "both"], default="on", help="pace calls to the cap (BatchVendorRates)"
+    )
+    parser.add_argument(
+        "--emulation",
+        choices=["in-process", "processes", "both"],
+        default="both",
+        help="in-process: moto mocked and worker threads in this process (before); processes: moto server and "
+        "each worker in its own process (after)",
     )
     args = parser.parse_args(argv)
     for name, value in {
@@ -244,16 +326,30 @@ def main(argv: list[str] | None = None) -> int:
         "AWS_DEFAULT_REGION": "us-east-1",
     }.items():
         os.environ[name] = value
+    for name in [n for n in os.environ if n.startswith("AWS_ENDPOINT_URL")]:
+        del os.environ[name]  # never another emulator's or a real endpoint
     warnings.filterwarnings("ignore", message="No application metrics to publish")
     results = []
     modes = {"on": [True], "off": [False], "both": [False, True]}[args.pacing]
-    for workers, pacing in [(w, p) for p in modes for w in args.workers]:
-        r = run_once(args.items, args.latency, args.qps, workers, args.retry_base, pacing)
+    emulations = {"in-process": ["in-process"], "processes": ["processes"], "both": ["in-process", "processes"]}[
+        args.emulation
+    ]
+    plan = [
+        (qps, workers, pacing, emulation)
+        for qps in args.qps
+        for workers in (args.workers or [default_workers(qps, args.latency)])
+        for pacing in modes
+        for emulation in emulations  # before and after side by side, minutes apart at most
+    ]
+    for qps, workers, pacing, emulation in plan:
+        r = run_once(args.items, args.latency, qps, workers, args.retry_base, pacing, emulation)
+        cpu = ", ".join(f"{k} {v:.1f}" for k, v in r["cpu_ms_per_item"].items())
         print(
-            f"workers={workers} pacing={'on' if pacing else 'off'}: {r['items_per_s']:.1f} items/s = "
-            f"{r['share'] * 100:.1f} % of {args.qps:g}/s (steady {r['steady_share'] * 100:.1f} %), "
+            f"{emulation} cap={qps:g} workers={workers} pacing={'on' if pacing else 'off'}: "
+            f"{r['items_per_s']:.1f} items/s = {r['share'] * 100:.1f} % (steady {r['steady_share'] * 100:.1f} %), "
             f"lost {r['lost']}, rate-limited {r['rate_limited']}, deliveries {r['deliveries']}, "
-            f"errors {r['error_codes'] or 'none'} ({r['seconds']:.1f} s after a {r['split_s']:.2f} s split)",
+            f"errors {r['error_codes'] or 'none'} ({r['seconds']:.1f} s after a {r['split_s']:.2f} s split); "
+            f"CPU ms/item: {cpu}; load {r['load']:.1f}",
             file=sys.stderr,
             flush=True,
         )

@@ -459,17 +459,19 @@ class LocalBatches:
         id_or_name: str,
         *,
         workers: int = 1,
+        poll_items: bool = True,
         timeout_s: float = 600.0,
         on_progress: Callable[[Any], None] | None = None,
         between_polls: Callable[[], None] | None = None,
     ):
         """Drive the queues until the batch is done or failed; its meta. ``workers``
-        threads poll the item queue at once (Lambda instances up to MaximumConcurrency)."""
+        threads poll the item queue at once (Lambda instances up to MaximumConcurrency);
+        with ``poll_items`` False none does: someone else (``batch_processes``) polls it."""
         deadline = time.monotonic() + timeout_s
         stop = threading.Event()
         errors: list[BaseException] = []
         threads = []
-        if workers > 1:
+        if workers > 1 and poll_items:
             serialize_moto()
 
             def work() -> None:
@@ -493,7 +495,7 @@ class LocalBatches:
                     between_polls()
                 self.install_clock()
                 handled = self.splitter.poll() + self.dead_items.poll() + self.dead_manifests.poll()
-                if not threads:
+                if not threads and poll_items:
                     handled += self.worker.poll()
                 elif not started:
                     for t in threads:
@@ -513,7 +515,7 @@ class LocalBatches:
                 if handled == 0:
                     # With worker threads this loop only watches: its polls would take
                     # emulation CPU from the workers.
-                    time.sleep(0.1 if threads else 0.002)
+                    time.sleep(0.1 if threads or not poll_items else 0.002)
         finally:
             stop.set()
             for t in threads:

@@ -123,6 +123,43 @@ def test_several_faces_come_largest_first(rgb):
     assert faces[1].box.left >= 750
 
 
+def test_largest_face_of_a_portrait_is_found_on_the_coarse_copy(rgb, monkeypatch):
+    image = rgb("obama.jpg")  # 910x1137: face ~240 px, found at <= COARSE_MAX_SIDE
+    assert max(image.shape[:2]) > engine.COARSE_MAX_SIDE
+    (full,) = engine.detect(image)
+    monkeypatch.setattr(engine, "detect", lambda *a, **k: pytest.fail("the whole detect was not needed"))
+    face = engine.largest_face(image)
+    assert face is not None
+    assert iou(face.box, full.box) > 0.7  # in the original's pixels, like detect's
+
+
+def test_largest_face_falls_back_to_the_whole_detect_for_a_small_face(rgb):
+    # A 1300 px canvas with a ~75 px face: under the HOG window on the <= 512 px copy.
+    face_img = resized(rgb("obama.jpg"), 300)
+    canvas = np.full((1300, 1300, 3), 255, np.uint8)
+    canvas[500 : 500 + face_img.shape[0], 500 : 500 + face_img.shape[1]] = face_img
+    coarse = engine._downscale(canvas, engine.COARSE_MAX_SIDE)
+    assert engine._detect_on(canvas, coarse, (0,)) == []
+    face = engine.largest_face(canvas)
+    assert face is not None
+    assert face == engine.detect(canvas)[0]
+
+
+def test_largest_face_is_the_largest_of_several(rgb):
+    obama = resized(rgb("obama.jpg"), 900)
+    biden = resized(rgb("biden.jpg"), 800)
+    canvas = np.full((900, 1150, 3), 255, np.uint8)
+    canvas[: obama.shape[0], : obama.shape[1]] = obama
+    canvas[: biden.shape[0], 750 : 750 + biden.shape[1]] = biden
+    face = engine.largest_face(canvas)
+    assert face is not None
+    assert face.box.left + face.box.width <= obama.shape[1]
+
+
+def test_largest_face_of_a_gradient_is_none():
+    assert engine.largest_face(load_bytes(gradient_jpeg()).rgb) is None
+
+
 def test_boxes_are_clipped_to_the_image():
     # (left, top, right, bottom) inclusive, detection pixels at scale 2
     face = engine._to_face((-10, -5, 49, 59), 1.0, 2.0, 2.0, 100, 110)

@@ -107,10 +107,10 @@ class LocalVendor(Vendor):
 
     def _descriptor(self, ref: ImageRef, label: str) -> np.ndarray:
         rgb, _ = self._rgb(ref, label)
-        faces = engine.detect(rgb)
-        if not faces:
+        face = engine.largest_face(rgb)
+        if face is None:
             raise NoFace(f"no face found in {label}", vendor=self.id, billed=False)
-        return engine.embed(rgb, faces[0])
+        return engine.embed(rgb, face)
 
     def _rgb(self, ref: ImageRef, label: str) -> tuple[np.ndarray, float]:
         if ref.image is None:
