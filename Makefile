@@ -25,7 +25,7 @@ help:
 	@echo "make deploy    sam deploy (STAGE=dev|prod)"
 	@echo "make bench     run the benchmarks under bench/"
 	@echo "make openapi   regenerate docs/openapi.json from the code"
-	@echo "make mutants   mutation testing of router, health, vendors/base, signing (MUTANTS='facegate.router*')"
+	@echo "make mutants   mutation testing of router, health, vendors/base+wire, signing (MUTANTS='facegate.router*')"
 
 python-check:
 	@test -n "$(PYTHON)" || { echo "error: facegate needs Python 3.13 (the Lambda runtime). Install it (e.g. 'pyenv install 3.13.0') or pass PYTHON=/path/to/python3.13." >&2; exit 1; }

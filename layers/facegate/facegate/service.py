@@ -4,6 +4,10 @@ Everything the caller sent is validated before any vendor is called: the request
 model, the vendor choice and its options, identity fields, and every image
 (decoded and checked once, whichever vendor ends up using it). Every call, success
 or failure, leaves exactly one record in the results log.
+
+Cohesive: the one place where an operation runs end to end (choice, images, calls,
+fallback, the record); its parts are already their own modules (router, inputs,
+health, store), and what is left is the sequence that ties them together.
 """
 
 from __future__ import annotations

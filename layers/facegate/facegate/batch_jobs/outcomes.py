@@ -10,9 +10,10 @@ vanishing. What the results log does not hold is named in ``NOT_IN_THE_RESULTS_L
 
 from __future__ import annotations
 
-from facegate.batch import ParsedLine, ReportLine, error_body
+from facegate.batch import ReportLine, error_body
 from facegate.batch_jobs.context import retryable_codes
 from facegate.errors import FacegateError, InternalError
+from facegate.manifest import ParsedLine
 from facegate.models import CompareResponse, Decision, ErrorBody, Operation, VendorVerdict, VerifyIdentityResponse
 from facegate.store import ConsensusVote, ResultRecord
 

@@ -9,7 +9,7 @@ import tempfile
 from facegate import batch
 from facegate.batch import BatchFailed, BatchSummary, ManifestInfo, ReportLine, SummaryBuilder, error_body
 from facegate.batch_jobs.context import REPORT_LEASE_S, BatchContext, count
-from facegate.batch_store import BatchMeta, iso
+from facegate.batch_records import BatchMeta, iso
 from facegate.errors import FacegateError, InternalError
 from facegate.models import ErrorBody
 from facegate.observability import logger

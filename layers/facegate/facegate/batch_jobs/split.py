@@ -8,10 +8,11 @@ import json
 import time
 from urllib.parse import unquote_plus
 
-from facegate.batch import MalformedManifest, ManifestRef, ManifestScanner, ManifestUnreadable, Span
+from facegate.batch import MalformedManifest, ManifestRef, ManifestUnreadable
 from facegate.batch_jobs.context import CHECKPOINT_EVERY, CHUNK, SEND_BATCH, BatchContext, Static, count
 from facegate.batch_jobs.report import Reporter
 from facegate.errors import InternalError
+from facegate.manifest import ManifestScanner, Span
 from facegate.observability import logger
 
 

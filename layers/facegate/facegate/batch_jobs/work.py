@@ -26,7 +26,7 @@ from facegate.batch_jobs.context import (
 from facegate.batch_jobs.lines import Lines
 from facegate.batch_jobs.outcomes import error_line, ok_line
 from facegate.batch_jobs.report import Reporter
-from facegate.batch_store import Claim
+from facegate.batch_records import Claim
 from facegate.config import Settings
 from facegate.errors import FacegateError, InternalError
 from facegate.ids import new_request_id

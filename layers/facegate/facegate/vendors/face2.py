@@ -82,12 +82,8 @@ from facegate.vendors.base import (
     HttpRequest,
     HttpResponse,
     ImageRef,
-    VendorCode,
-    json_body,
-    raise_for_code,
-    request_id,
-    text,
 )
+from facegate.vendors.wire import VendorCode, json_body, raise_for_code, request_id, text
 
 VENDOR = "face2"
 PATHS: dict[Operation, str] = {

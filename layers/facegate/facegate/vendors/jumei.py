@@ -100,12 +100,8 @@ from facegate.vendors.base import (
     HttpVerifyIdentity,
     Identity,
     ImageRef,
-    VendorCode,
-    form_body,
-    json_body,
-    raise_for_code,
-    text,
 )
+from facegate.vendors.wire import VendorCode, form_body, json_body, raise_for_code, text
 
 VENDOR = "jumei"
 PATH = "/release/idcardface/validate"

@@ -51,12 +51,8 @@ from facegate.vendors.base import (
     HttpRequest,
     HttpResponse,
     ImageRef,
-    VendorCode,
-    form_body,
-    json_body,
-    raise_for_code,
-    text,
 )
+from facegate.vendors.wire import VendorCode, form_body, json_body, raise_for_code, text
 
 VENDOR_ID = "kuaidi100"
 PATH = "/api"

@@ -53,14 +53,8 @@ from facegate.vendors.base import (
     HttpRequest,
     HttpResponse,
     ImageRef,
-    VendorCode,
-    form_body,
-    json_body,
-    percent,
-    raise_for_code,
-    request_id,
-    text,
 )
+from facegate.vendors.wire import VendorCode, form_body, json_body, percent, raise_for_code, request_id, text
 
 PATH = "/v1/faceCompare/check"
 # The doc's samples send this exact value (the table says the bare media type).
