@@ -29,6 +29,7 @@ MANIFEST_PREFIX = "batches/"
 RESULTS_PREFIX = "results/"
 FORMATS: dict[str, Literal["jsonl", "csv"]] = {".jsonl": "jsonl", ".csv": "csv"}
 ManifestFormat = Literal["jsonl", "csv"]
+BatchStatus = Literal["splitting", "running", "reporting", "done", "failed"]
 BATCH_ID = re.compile(r"^[0-9a-f]{24}$")
 
 
@@ -231,11 +232,11 @@ class BatchSummary(BaseModel):
 
 @dataclass
 class SummaryBuilder:
-    counts: Counter = field(default_factory=Counter)
-    decisions: Counter = field(default_factory=Counter)
-    error_codes: Counter = field(default_factory=Counter)
-    operations: Counter = field(default_factory=Counter)
-    vendors: Counter = field(default_factory=Counter)
+    counts: Counter[str] = field(default_factory=Counter)
+    decisions: Counter[str] = field(default_factory=Counter)
+    error_codes: Counter[str] = field(default_factory=Counter)
+    operations: Counter[str] = field(default_factory=Counter)
+    vendors: Counter[str] = field(default_factory=Counter)
 
     def add(self, s: LineState) -> None:
         self.counts[s.status] += 1
@@ -272,7 +273,7 @@ class BatchProgress(BaseModel):
 
     batch_id: str
     name: str
-    status: Literal["splitting", "running", "reporting", "done", "failed"] = Field(
+    status: BatchStatus = Field(
         description="splitting: reading the manifest; running: items in flight; reporting: writing "
         "the report; done: report written; failed: the manifest could not be used (see error)."
     )

@@ -12,7 +12,9 @@ from typing import Any
 from facegate.batch import (
     DECISIONS,
     BatchProgress,
+    BatchStatus,
     LineState,
+    ManifestFormat,
     ManifestInfo,
     ManifestRef,
     ReportLine,
@@ -41,8 +43,8 @@ class BatchMeta:
     batch_id: str
     name: str
     manifest: ManifestRef
-    format: str
-    status: str
+    format: ManifestFormat
+    status: BatchStatus
     created_at: float
     total: int | None = None
     header: list[str] | None = None
@@ -94,13 +96,13 @@ class BatchMeta:
         return BatchProgress(
             batch_id=self.batch_id,
             name=self.name,
-            status=self.status,  # type: ignore[arg-type]
+            status=self.status,
             manifest=ManifestInfo(
                 bucket=self.manifest.bucket,
                 key=self.manifest.key,
                 version_id=self.manifest.version_id,
                 etag=self.manifest.etag,
-                format=self.format,  # type: ignore[arg-type]
+                format=self.format,
             ),
             total=self.total,
             done=self.done,

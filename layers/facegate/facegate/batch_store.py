@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from decimal import Decimal
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from facegate.batch import DECISIONS, ManifestRef, ReportLine, is_batch_id
 from facegate.batch_records import BatchMeta, Claim, LineItem, line_sk
@@ -32,18 +33,22 @@ from facegate.errors import NotFound
 from facegate.models import ErrorBody
 from facegate.store import DynamoBacked, dynamo_number
 
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.service_resource import DynamoDBServiceResource
+
 META = "meta"
 LATEST = "latest"
 ACTIVE = ("splitting", "running", "reporting")
 
 
 class BatchStore(DynamoBacked):
-    def __init__(self, table_name: str, ttl_days: int = 90, resource: Any = None):
+    def __init__(self, table_name: str, ttl_days: int = 90, resource: DynamoDBServiceResource | None = None):
         super().__init__(table_name, resource)
         self.ttl_days = ttl_days
 
     @property
-    def client(self):
+    def client(self) -> DynamoDBClient:
         """The table resource's client: it takes and returns plain Python values (it
         (de)serialises DynamoDB's typed JSON itself), transactions included."""
         return self.table.meta.client
@@ -56,7 +61,7 @@ class BatchStore(DynamoBacked):
     def create_batch(self, ref: ManifestRef, now: float) -> tuple[bool, BatchMeta]:
         """The batch's meta item in status ``splitting``; (False, existing) if it exists."""
         assert ref.name is not None and ref.format is not None
-        item = {
+        item: dict[str, str | int | Decimal] = {
             "pk": ref.batch_id,
             "sk": META,
             "name": ref.name,
@@ -102,7 +107,7 @@ class BatchStore(DynamoBacked):
     def newest(self, name: str) -> BatchMeta | None:
         """The newest batch of a manifest name: for the local runner, not the API."""
         pointer = self.table.get_item(Key={"pk": f"name#{name}", "sk": LATEST}).get("Item")
-        return self.get_meta(pointer["batch_id"]) if pointer else None
+        return self.get_meta(str(pointer["batch_id"])) if pointer else None
 
     def set_total(self, batch_id: str, total: int, header: list[str] | None) -> None:
         names = {"#t": "total"}

@@ -153,7 +153,7 @@ def detect(rgb: np.ndarray, upsample: int | None = None) -> list[Face]:
     else:
         passes = (upsample,)
     detector = models().detector
-    rects: list = []
+    rects: list[Any] = []  # dlib's rectangles (dlib is untyped)
     scores: list[float] = []
     for up in passes:
         with _run_lock:

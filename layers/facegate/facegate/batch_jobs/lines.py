@@ -48,7 +48,7 @@ class Lines:
         except ManifestUnreadable as e:
             return manifest.ParsedLine(error=e)
         raw = obj["Body"].read()
-        return manifest.parse_line(static.format, raw, static.header)  # type: ignore[arg-type]
+        return manifest.parse_line(static.format, raw, static.header)
 
     def peek(self, msg: ItemMessage) -> manifest.ParsedLine:
         """The line's operation and caller id, as far as they can be read."""

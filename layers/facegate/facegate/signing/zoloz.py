@@ -282,7 +282,7 @@ def _public(key: str | RSAPublicKey) -> RSAPublicKey:
     return load_public_key(key) if isinstance(key, str) else key
 
 
-def _aes(aes_key: bytes) -> Cipher:
+def _aes(aes_key: bytes) -> Cipher[modes.ECB]:
     if len(aes_key) not in _AES_KEY_SIZES:
         raise ValueError("an AES key is 16, 24 or 32 bytes")
     # ECB is ZOLOZ's choice (Java's default "AES" transformation), not ours: both

@@ -297,7 +297,7 @@ class Vendor(ABC):
     def supports(self, op: Operation) -> bool:
         return op in self.operations
 
-    def _unsupported(self, op: Operation):
+    def _unsupported(self, op: Operation) -> UnsupportedOperation:
         return UnsupportedOperation(f"vendor '{self.id}' does not offer {op.value}", vendor=self.id)
 
     def compare(self, image1: ImageRef, image2: ImageRef, ctx: CallContext) -> CompareOutcome:
@@ -329,7 +329,7 @@ class HttpVendor(Vendor):
 
     default_endpoint: ClassVar[str | None] = None
 
-    def __init__(self, credentials: Credentials, transport: Transport) -> None:
+    def __init__(self, credentials: Credentials | None, transport: Transport) -> None:
         super().__init__(credentials)
         self.transport = transport
 

@@ -304,10 +304,10 @@ def _gateway_message(response: HttpResponse, sent: _Sent | None) -> str | None:
     return _scrub(body.get("message"), sent) if isinstance(body, dict) else None
 
 
-def _scrub(message: Any, sent: _Sent | None) -> str | None:
+def _scrub(raw: Any, sent: _Sent | None) -> str | None:
     """The vendor's message with the name and ID number just sent (and any
     ID-number-like run of digits) masked; ``errors`` removes credentials and bounds it."""
-    message = text(message)
+    message = text(raw)
     if message is None:
         return None
     if sent is not None:
