@@ -81,6 +81,11 @@ class BatchMeta:
             error=ErrorBody.model_validate_json(item["error"]) if item.get("error") else None,
         )
 
+    def manifest_info(self) -> ManifestInfo:
+        """The manifest as progress and the summary show it."""
+        m = self.manifest
+        return ManifestInfo(bucket=m.bucket, key=m.key, version_id=m.version_id, etag=m.etag, format=self.format)
+
     @property
     def complete(self) -> bool:
         return self.total is not None and self.done >= self.total
@@ -97,13 +102,7 @@ class BatchMeta:
             batch_id=self.batch_id,
             name=self.name,
             status=self.status,
-            manifest=ManifestInfo(
-                bucket=self.manifest.bucket,
-                key=self.manifest.key,
-                version_id=self.manifest.version_id,
-                etag=self.manifest.etag,
-                format=self.format,
-            ),
+            manifest=self.manifest_info(),
             total=self.total,
             done=self.done,
             ok=self.ok,

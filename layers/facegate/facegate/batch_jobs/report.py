@@ -8,7 +8,7 @@ import tempfile
 from typing import Literal
 
 from facegate import batch
-from facegate.batch import BatchFailed, BatchSummary, ManifestInfo, ReportLine, SummaryBuilder, error_body
+from facegate.batch import BatchFailed, BatchSummary, ReportLine, SummaryBuilder, error_body
 from facegate.batch_jobs.context import REPORT_LEASE_S, BatchContext, count
 from facegate.batch_records import BatchMeta, iso
 from facegate.errors import FacegateError, InternalError
@@ -91,13 +91,7 @@ class Reporter:
             batch_id=meta.batch_id,
             name=meta.name,
             status=status,
-            manifest=ManifestInfo(
-                bucket=meta.manifest.bucket,
-                key=meta.manifest.key,
-                version_id=meta.manifest.version_id,
-                etag=meta.manifest.etag,
-                format=meta.format,
-            ),
+            manifest=meta.manifest_info(),
             report=batch.report_key(meta.name),
             total=meta.total or 0,
             created_at=iso(meta.created_at) or "",

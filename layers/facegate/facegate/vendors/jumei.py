@@ -226,16 +226,9 @@ class JumeiVendor(HttpVerifyIdentity):
         if code is None:
             # No vendor code: the gateway (or something in front of it) answered.
             message = _scrub(body.get("message") or body.get("msg"), sent)
-            if response.status >= 500:
-                raise VendorUnavailable(
-                    f"jumei's gateway answered HTTP {response.status}",
-                    vendor=VENDOR,
-                    vendor_code=str(response.status),
-                    vendor_message=message,
-                    billed=False,
-                )
             if response.status >= 400:
-                raise VendorRejected(
+                error = VendorUnavailable if response.status >= 500 else VendorRejected
+                raise error(
                     f"jumei's gateway answered HTTP {response.status}",
                     vendor=VENDOR,
                     vendor_code=str(response.status),
