@@ -20,12 +20,12 @@ LAMBDA_PLATFORM := --platform manylinux2014_aarch64 --platform manylinux_2_28_aa
 help:
 	@echo "make run       serve the API on http://127.0.0.1:$(PORT) (AWS emulated in-process, local engine)"
 	@echo "make test      lint, validate the template and run every test"
-	@echo "make lint      ruff + cfn-lint + sam validate --lint + checkov + bandit"
+	@echo "make lint      ruff + mypy + cfn-lint + sam validate --lint + checkov + bandit"
 	@echo "make build     sam build (no Docker needed)"
 	@echo "make deploy    sam deploy (STAGE=dev|prod)"
 	@echo "make bench     run the benchmarks under bench/"
 	@echo "make openapi   regenerate docs/openapi.json from the code"
-	@echo "make mutants   mutation testing of router, health, strategy, latency, vendors/base, signing (MUTANTS='facegate.router*')"
+	@echo "make mutants   mutation testing of router, health, strategy, latency, vendors/base+wire, signing (MUTANTS='facegate.router*')"
 
 python-check:
 	@test -n "$(PYTHON)" || { echo "error: facegate needs Python 3.13 (the Lambda runtime). Install it (e.g. 'pyenv install 3.13.0') or pass PYTHON=/path/to/python3.13." >&2; exit 1; }
@@ -55,6 +55,8 @@ run: $(VENV)/.installed
 lint: $(VENV)/.installed $(SAM_VENV)/.installed $(LINT_VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/mypy --explicit-package-bases facegate_local functions
 	$(BIN)/cfn-lint template.yaml
 	SAM_CLI_TELEMETRY=0 $(SAM) validate --lint --region us-east-1
 	$(LINT_VENV)/bin/checkov --config-file .checkov.yaml

@@ -86,7 +86,7 @@ class Bootstrap:
     def client(self, service: str) -> Any:
         import boto3
 
-        return boto3.client(service, region_name=self.region)
+        return boto3.client(service, region_name=self.region)  # type: ignore[call-overload]  # any service by name
 
 
 Creator = Callable[[Bootstrap, str, dict[str, Any]], Created]

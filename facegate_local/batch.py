@@ -43,11 +43,15 @@ import time
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from facegate_local import aws
 from facegate_local.batch_folder import find_manifest, folder_files, manifest_key
 from facegate_local.lambda_context import LambdaContext
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.type_defs import QueueConfigurationTypeDef
+    from mypy_boto3_sqs.literals import QueueAttributeNameType
 from facegate_local.moto_patches import fast_transactions, serialize_moto
 from facegate_local.template import FunctionSpec, Resolver, Template, Unresolvable, as_bool, functions
 
@@ -120,9 +124,8 @@ def create_queues(template: Template, resolver: Resolver, region: str) -> dict[s
                 del pending[logical]
                 progress = True
                 continue
-            attributes = {
-                k: str(props[k]) for k in ("VisibilityTimeout", "MessageRetentionPeriod", "DelaySeconds") if k in props
-            }
+            copied: tuple[QueueAttributeNameType, ...] = ("VisibilityTimeout", "MessageRetentionPeriod", "DelaySeconds")
+            attributes: dict[QueueAttributeNameType, str] = {k: str(props[k]) for k in copied if k in props}
             if redrive:
                 attributes["RedrivePolicy"] = json.dumps(
                     {
@@ -158,10 +161,10 @@ def configure_bucket(template: Template, resolver: Resolver, logical: str, regio
     s3 = boto3.client("s3", region_name=region)
     if (props.get("VersioningConfiguration") or {}).get("Status") == "Enabled":
         s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
-    queues = []
+    queues: list[QueueConfigurationTypeDef] = []
     for q in (props.get("NotificationConfiguration") or {}).get("QueueConfigurations") or []:
         rules = ((q.get("Filter") or {}).get("S3Key") or {}).get("Rules") or []
-        entry: dict[str, Any] = {"QueueArn": q["Queue"], "Events": [q["Event"]]}
+        entry: QueueConfigurationTypeDef = {"QueueArn": q["Queue"], "Events": [q["Event"]]}
         if rules:
             entry["Filter"] = {"Key": {"FilterRules": [{"Name": r["Name"], "Value": r["Value"]} for r in rules]}}
         queues.append(entry)

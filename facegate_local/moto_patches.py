@@ -30,7 +30,7 @@ def serialize_moto() -> None:
         with _moto_lock:
             return original(self, event_name, request, **kwargs)
 
-    BotocoreStubber.__call__ = locked  # type: ignore[method-assign]
+    BotocoreStubber.__call__ = locked  # type: ignore[method-assign]  # moto patched on purpose (above)
     _serialized = True
 
 
@@ -100,7 +100,7 @@ def fast_transactions() -> None:
     def transact_write_items(self, transact_items):
         saved = backup(self, transact_items)
         module_copy = ddb.copy
-        ddb.copy = _NoTableCopies()
+        ddb.copy = _NoTableCopies()  # type: ignore[assignment]  # a stand-in for the copy module, for this call
         try:
             return original(self, transact_items)
         except Exception:
@@ -109,5 +109,5 @@ def fast_transactions() -> None:
         finally:
             ddb.copy = module_copy
 
-    ddb.DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+    ddb.DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]  # moto patched on purpose
     _fast_transactions = True

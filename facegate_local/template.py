@@ -51,6 +51,7 @@ def _short_tag(loader: CfnLoader, suffix: str, node: yaml.Node) -> dict[str, Any
     elif isinstance(node, yaml.SequenceNode):
         value = loader.construct_sequence(node, deep=True)
     else:
+        assert isinstance(node, yaml.MappingNode)  # the third and last kind of YAML node
         value = loader.construct_mapping(node, deep=True)
     if suffix == "Ref":
         return {"Ref": value}
@@ -162,9 +163,9 @@ class Resolver:
         self._attributes: dict[str, dict[str, Any]] = {}
         self._conditions: dict[str, bool] = {}
         for logical, resource in template.of_type(*FUNCTION_TYPES).items():
-            name = (resource.get("Properties") or {}).get("FunctionName")
+            given = (resource.get("Properties") or {}).get("FunctionName")
             try:
-                name = self.default_name(logical) if name is None else _text(self.resolve(name))
+                name = self.default_name(logical) if given is None else _text(self.resolve(given))
             except Unresolvable:
                 name = self.default_name(logical)
             self.set_physical(logical, name, Arn=self.lambda_arn(name))
@@ -497,7 +498,7 @@ def routes(template: Template, resolver: Resolver) -> list[Route]:
             props = event.get("Properties") or {}
             api_ref = props.get("RestApiId")
             api = api_ref.get("Ref") if isinstance(api_ref, dict) else None
-            api_auth = {}
+            api_auth: dict[str, Any] = {}
             if api is not None:
                 api_auth = ((template.resources.get(api) or {}).get("Properties") or {}).get("Auth") or {}
             required = True
@@ -518,7 +519,7 @@ def routes(template: Template, resolver: Resolver) -> list[Route]:
 
 def api_stage(template: Template, resolver: Resolver, api: str | None) -> str:
     """The stage name API Gateway would put into ``requestContext.stage``."""
-    props = {}
+    props: dict[str, Any] = {}
     if api is not None:
         props = (template.resources.get(api) or {}).get("Properties") or {}
     stage = props.get("StageName", (template.globals.get("Api") or {}).get("StageName"))

@@ -20,10 +20,16 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
 
 FAULTS = ("timeout", "http_500", "malformed", "rate_limit", "quota", "auth", "bad_signature", "reset")
+
+
+# A request's headers: the server's are an email.message.Message (case-insensitive). A lazy
+# alias: Message is generic to type checkers only.
+type Headers = Mapping[str, str] | Message[str, str]
 
 
 @dataclass
@@ -31,7 +37,7 @@ class SandboxRequest:
     method: str
     path: str  # without the query string
     query: str
-    headers: Mapping[str, str]  # case-insensitive (email.message.Message)
+    headers: Headers
     body: bytes
 
     def json(self) -> Any:
@@ -133,7 +139,7 @@ class Sandbox:
     def url(self) -> str:
         assert self._server is not None, "start() the sandbox first"
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def start(self, port: int = 0) -> Sandbox:
         sandbox = self

@@ -277,7 +277,8 @@ class Face2Sandbox(Sandbox):
             body = json.loads(response.body)
         except (ValueError, UnicodeDecodeError):
             return response
-        app = self.apps.get(body.get("appId")) if isinstance(body, dict) else None
+        app_id = body.get("appId") if isinstance(body, dict) else None
+        app = self.apps.get(app_id) if isinstance(app_id, str) else None
         if app is None:
             return response
         body["signType"] = app.sign_type

@@ -37,7 +37,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
-from facegate_local.sandboxes.base import Sandbox, SandboxRequest, SandboxResponse
+from facegate_local.sandboxes.base import Headers, Sandbox, SandboxRequest, SandboxResponse
 
 PATH = "/v1/faceCompare/check"
 TIMESTAMP_WINDOW_MS = 5 * 60 * 1000
@@ -169,7 +169,7 @@ class ShuxunSandbox(Sandbox):
 
     # --- checks --------------------------------------------------------------------------
 
-    def _auth_problem(self, headers: Mapping[str, str]) -> str | None:
+    def _auth_problem(self, headers: Headers) -> str | None:
         app_key = headers.get("appKey")
         timestamp = headers.get("timestamp")
         sign = headers.get("sign")

@@ -333,8 +333,9 @@ def _parse_time(text: str) -> datetime | None:
     m = _TIME.match(text)
     if m is None:
         return None
-    y, mo, d, h, mi, s, sign, oh, om = (int(g) if g not in "+-" else g for g in m.groups())
-    offset = timedelta(hours=oh, minutes=om)
+    *fields, sign, oh, om = m.groups()
+    y, mo, d, h, mi, s = (int(g) for g in fields)
+    offset = timedelta(hours=int(oh), minutes=int(om))
     try:
         return datetime(y, mo, d, h, mi, s, tzinfo=timezone(-offset if sign == "-" else offset))
     except ValueError:

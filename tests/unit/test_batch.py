@@ -1,4 +1,4 @@
-"""facegate.batch: manifest names and ids, the streaming scanner, line parsing, report
+"""facegate.batch and facegate.manifest: manifest names and ids, the streaming scanner, line parsing, report
 lines and summaries. Pure code: no AWS."""
 
 from __future__ import annotations
@@ -8,25 +8,21 @@ import json
 import pytest
 
 from facegate.batch import (
-    MAX_LINE_BYTES,
     ItemMessage,
     LineState,
     MalformedManifest,
     ManifestRef,
-    ManifestScanner,
     ReportLine,
-    Span,
     SummaryBuilder,
     batch_id_for,
     is_batch_id,
     manifest_format,
     manifest_name,
-    parse_header,
-    parse_line,
     report_key,
     summary_key,
 )
 from facegate.errors import InvalidRequest
+from facegate.manifest import MAX_LINE_BYTES, ManifestScanner, Span, parse_header, parse_line
 from facegate.models import ErrorBody, Operation
 
 # --- names and ids ---------------------------------------------------------------------

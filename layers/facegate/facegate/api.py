@@ -32,6 +32,8 @@ from facegate.models import Operation
 from facegate.observability import logger, metrics
 from facegate.service import Call, Caller
 
+Body = dict[str, Any]  # a JSON response body
+
 # API Gateway gives up on an integration after 29 s: answer before that, whatever
 # the function's own timeout, so the caller gets our error instead of a 504 page.
 GATEWAY_LIMIT_S = 29.0
@@ -53,24 +55,24 @@ def create_app(operation: Operation | None = None) -> Resolver:
     makes the routes honour Idempotency-Key (``facegate.idempotency``)."""
     app = Resolver(operation)
 
-    @app.exception_handler(FacegateError)
-    def _facegate_error(e: FacegateError) -> Response:
+    @app.exception_handler(FacegateError)  # type: ignore[untyped-decorator]  # Powertools' decorator is unannotated
+    def _facegate_error(e: FacegateError) -> Response[Body]:
         return _error(app, e, operation)
 
-    @app.exception_handler(RequestValidationError)
-    def _validation_error(e: RequestValidationError) -> Response:
+    @app.exception_handler(RequestValidationError)  # type: ignore[untyped-decorator]  # Powertools' decorator is unannotated
+    def _validation_error(e: RequestValidationError) -> Response[Body]:
         return _error(app, _from_validation(e), operation)
 
-    @app.exception_handler(RequestUnsupportedContentType)
-    def _content_type(e: RequestUnsupportedContentType) -> Response:
+    @app.exception_handler(RequestUnsupportedContentType)  # type: ignore[untyped-decorator]  # Powertools' decorator is unannotated
+    def _content_type(e: RequestUnsupportedContentType) -> Response[Body]:
         return _error(app, UnsupportedMediaType("send the request body as application/json"), operation)
 
-    @app.exception_handler(NotFoundError)
-    def _not_found(e: NotFoundError) -> Response:
+    @app.exception_handler(NotFoundError)  # type: ignore[untyped-decorator]  # Powertools' decorator is unannotated
+    def _not_found(e: NotFoundError) -> Response[Body]:
         return _error(app, NotFound(f"no route for {app.current_event.http_method} {app.current_event.path}"), None)
 
-    @app.exception_handler(Exception)
-    def _unexpected(e: Exception) -> Response:
+    @app.exception_handler(Exception)  # type: ignore[untyped-decorator]  # Powertools' decorator is unannotated
+    def _unexpected(e: Exception) -> Response[Body]:
         logger.exception("unhandled error", extra={"request_id": caller(app).request_id})
         metrics.add_metric(name="InternalErrors", unit="Count", value=1)
         return _error(app, InternalError("internal error; the request id identifies it in our logs"), operation)
@@ -78,7 +80,7 @@ def create_app(operation: Operation | None = None) -> Resolver:
     return app
 
 
-def handle(app: APIGatewayRestResolver, event: dict, context: Any) -> dict:
+def handle(app: APIGatewayRestResolver, event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Resolve one API Gateway event with a fresh request id and deadline."""
     started = time.monotonic()
     remaining_s = GATEWAY_LIMIT_S
@@ -91,14 +93,14 @@ def handle(app: APIGatewayRestResolver, event: dict, context: Any) -> dict:
         started=started,
     )
     logger.append_keys(request_id=c.request_id)
-    operation = getattr(app, "operation", None)
+    operation: Operation | None = getattr(app, "operation", None)
     try:
         event = request_body.checked_event(event)
         from facegate import idempotency  # its store and Powertools' Idempotency load with the first key
 
         keyed = operation in idempotency.OPERATIONS and event.get("httpMethod") == "POST"
         key = idempotency.requested_key(event) if keyed else None
-        if key is None:
+        if key is None or operation is None:  # a key is only read for an operation's routes
             return _resolve(app, event, context, c)
         c.idempotency_id = idempotency.record_id(operation, c.tenant, key)
         return idempotency.run(
@@ -110,12 +112,14 @@ def handle(app: APIGatewayRestResolver, event: dict, context: Any) -> dict:
             key=key,
         )
     except FacegateError as e:  # the body's or the key's own problems; the route was not run
-        response = ResponseBuilder(_error(app, e, operation, c), serializer=_to_json).build(APIGatewayProxyEvent(event))
+        response = ResponseBuilder[APIGatewayProxyEvent](_error(app, e, operation, c), serializer=_to_json).build(
+            APIGatewayProxyEvent(event)
+        )
         response.setdefault("headers", {})["X-Request-Id"] = c.request_id
         return response
 
 
-def tenant_of(event: dict) -> str | None:
+def tenant_of(event: dict[str, Any]) -> str | None:
     """Who owns what this request makes (ARCHITECTURE.md, Tenancy): the API key's id
     when API Gateway checked a key, else the IAM principal that signed the request
     (SigV4: ``userArn``, or ``caller`` where no ARN is given). None only for an
@@ -124,8 +128,8 @@ def tenant_of(event: dict) -> str | None:
     return identity.get("apiKeyId") or identity.get("userArn") or identity.get("caller") or None
 
 
-def _resolve(app: APIGatewayRestResolver, event: dict, context: Any, c: Caller) -> dict:
-    app.append_context(caller=c)
+def _resolve(app: APIGatewayRestResolver, event: dict[str, Any], context: Any, c: Caller) -> dict[str, Any]:
+    app.append_context(caller=c)  # type: ignore[no-untyped-call]  # Powertools leaves it unannotated
     response = app.resolve(event, context)
     response.setdefault("headers", {})["X-Request-Id"] = c.request_id
     return response
@@ -139,13 +143,13 @@ def caller(app: APIGatewayRestResolver) -> Caller:
     c = app.context.get("caller")
     if c is None:  # resolve() called without handle(): still give every answer an id
         c = Caller(request_id=new_request_id())
-        app.append_context(caller=c)
+        app.append_context(caller=c)  # type: ignore[no-untyped-call]  # Powertools leaves it unannotated
     return c
 
 
 def _error(
     app: APIGatewayRestResolver, e: FacegateError, operation: Operation | None, c: Caller | None = None
-) -> Response:
+) -> Response[Body]:
     c = c or caller(app)
     if operation is not None:  # its one record, unless the service wrote it (CallLog: at most once)
         from facegate.store import default_store

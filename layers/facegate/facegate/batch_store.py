@@ -22,200 +22,33 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from decimal import Decimal
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from facegate.batch import (
-    DECISIONS,
-    BatchProgress,
-    LineState,
-    ManifestInfo,
-    ManifestRef,
-    ReportLine,
-    is_batch_id,
-    report_key,
-    summary_key,
-)
+from facegate.batch import DECISIONS, ManifestRef, ReportLine, is_batch_id
+from facegate.batch_records import BatchMeta, Claim, LineItem, line_sk
 from facegate.config import Settings, settings
 from facegate.errors import NotFound
 from facegate.models import ErrorBody
 from facegate.store import DynamoBacked, dynamo_number
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.service_resource import DynamoDBServiceResource
 
 META = "meta"
 LATEST = "latest"
 ACTIVE = ("splitting", "running", "reporting")
 
 
-def line_sk(line: int) -> str:
-    return f"line#{line:09d}"
-
-
-def iso(epoch: float | None) -> str | None:
-    if epoch is None:
-        return None
-    return datetime.fromtimestamp(float(epoch), UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _num(v: Any, default: int = 0) -> int:
-    return default if v is None else int(v)
-
-
-@dataclass
-class BatchMeta:
-    batch_id: str
-    name: str
-    manifest: ManifestRef
-    format: str
-    status: str
-    created_at: float
-    total: int | None = None
-    header: list[str] | None = None
-    done: int = 0
-    ok: int = 0
-    errors: int = 0
-    decisions: dict[str, int] = field(default_factory=dict)
-    enqueued: int = 0
-    finished_at: float | None = None
-    error: ErrorBody | None = None
-
-    @classmethod
-    def from_item(cls, item: dict[str, Any]) -> BatchMeta:
-        return cls(
-            batch_id=item["pk"],
-            name=item["name"],
-            manifest=ManifestRef(
-                bucket=item["bucket"],
-                key=item["key"],
-                version_id=item.get("version_id"),
-                etag=item.get("etag"),
-            ),
-            format=item["format"],
-            status=item["status"],
-            created_at=float(item["created_at"]),
-            total=None if item.get("total") is None else int(item["total"]),
-            header=list(item["header"]) if item.get("header") else None,
-            done=_num(item.get("done")),
-            ok=_num(item.get("n_ok")),
-            errors=_num(item.get("n_error")),
-            decisions={d: _num(item.get(f"n_{d}")) for d in DECISIONS},
-            enqueued=_num(item.get("enqueued")),
-            finished_at=None if item.get("finished_at") is None else float(item["finished_at"]),
-            error=ErrorBody.model_validate_json(item["error"]) if item.get("error") else None,
-        )
-
-    @property
-    def complete(self) -> bool:
-        return self.total is not None and self.done >= self.total
-
-    def progress(self) -> BatchProgress:
-        remaining = None if self.total is None else max(0, self.total - self.done)
-        percent = None
-        if self.total:
-            percent = round(100.0 * min(self.done, self.total) / self.total, 1)
-        elif self.total == 0:
-            percent = 100.0
-        finished = self.status == "done"
-        return BatchProgress(
-            batch_id=self.batch_id,
-            name=self.name,
-            status=self.status,  # type: ignore[arg-type]
-            manifest=ManifestInfo(
-                bucket=self.manifest.bucket,
-                key=self.manifest.key,
-                version_id=self.manifest.version_id,
-                etag=self.manifest.etag,
-                format=self.format,  # type: ignore[arg-type]
-            ),
-            total=self.total,
-            done=self.done,
-            ok=self.ok,
-            errors=self.errors,
-            remaining=remaining,
-            percent=percent,
-            decisions={d: self.decisions.get(d, 0) for d in DECISIONS},
-            created_at=iso(self.created_at) or "",
-            finished_at=iso(self.finished_at),
-            report=report_key(self.name) if finished or self.status == "failed" else None,
-            summary=summary_key(self.name) if finished or self.status == "failed" else None,
-            error=self.error,
-        )
-
-
-@dataclass
-class LineItem:
-    line: int
-    outcome: ReportLine | None = None
-    outcome_json: str | None = None
-    lease_id: str | None = None
-    lease_until: float | None = None
-    request_ids: list[str] = field(default_factory=list)
-    attempts: int = 0
-    redrives: int = 0
-    billed_calls: int = 0
-    billed_unknown: int = 0
-    last_error: ErrorBody | None = None
-    operation: str | None = None
-    recovered: bool = False
-
-    @classmethod
-    def from_item(cls, item: dict[str, Any]) -> LineItem:
-        raw = item.get("outcome")
-        return cls(
-            line=int(item["sk"].removeprefix("line#")),
-            outcome=ReportLine.model_validate_json(raw) if raw else None,
-            outcome_json=raw,
-            lease_id=item.get("lease_id"),
-            lease_until=None if item.get("lease_until") is None else float(item["lease_until"]),
-            request_ids=list(item.get("request_ids") or []),
-            attempts=_num(item.get("attempts")),
-            redrives=_num(item.get("redrives")),
-            billed_calls=_num(item.get("billed_calls")),
-            billed_unknown=_num(item.get("billed_unknown")),
-            last_error=ErrorBody.model_validate_json(item["last_error"]) if item.get("last_error") else None,
-            operation=item.get("operation"),
-            recovered=bool(item.get("recovered")),
-        )
-
-    @property
-    def done(self) -> bool:
-        return self.outcome_json is not None
-
-    def state(self) -> LineState:
-        assert self.outcome is not None
-        o = self.outcome
-        return LineState(
-            line=self.line,
-            status=o.status,
-            operation=o.operation.value if o.operation else None,
-            decision=o.decision,
-            error_code=o.error.code if o.error else None,
-            vendor=o.vendor,
-            billed_calls=self.billed_calls,
-            billed_unknown=self.billed_unknown,
-            attempts=self.attempts,
-            recovered=self.recovered,
-        )
-
-
-@dataclass(frozen=True)
-class Claim:
-    """The answer to "may I work on this line now?"."""
-
-    state: str  # "claimed" | "done" | "busy"
-    previous_request_ids: tuple[str, ...] = ()
-    lease_until: float | None = None
-    last_error: ErrorBody | None = None
-
-
 class BatchStore(DynamoBacked):
-    def __init__(self, table_name: str, ttl_days: int = 90, resource: Any = None):
+    def __init__(self, table_name: str, ttl_days: int = 90, resource: DynamoDBServiceResource | None = None):
         super().__init__(table_name, resource)
         self.ttl_days = ttl_days
 
     @property
-    def client(self):
+    def client(self) -> DynamoDBClient:
         """The table resource's client: it takes and returns plain Python values (it
         (de)serialises DynamoDB's typed JSON itself), transactions included."""
         return self.table.meta.client
@@ -228,7 +61,7 @@ class BatchStore(DynamoBacked):
     def create_batch(self, ref: ManifestRef, now: float) -> tuple[bool, BatchMeta]:
         """The batch's meta item in status ``splitting``; (False, existing) if it exists."""
         assert ref.name is not None and ref.format is not None
-        item = {
+        item: dict[str, str | int | Decimal] = {
             "pk": ref.batch_id,
             "sk": META,
             "name": ref.name,
@@ -274,7 +107,7 @@ class BatchStore(DynamoBacked):
     def newest(self, name: str) -> BatchMeta | None:
         """The newest batch of a manifest name: for the local runner, not the API."""
         pointer = self.table.get_item(Key={"pk": f"name#{name}", "sk": LATEST}).get("Item")
-        return self.get_meta(pointer["batch_id"]) if pointer else None
+        return self.get_meta(str(pointer["batch_id"])) if pointer else None
 
     def set_total(self, batch_id: str, total: int, header: list[str] | None) -> None:
         names = {"#t": "total"}

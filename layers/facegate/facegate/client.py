@@ -37,6 +37,10 @@ runtime (``make run``) has a key store.
 
 This module ships in the layer package: it imports only the standard library and
 pydantic at import time; ``requests`` is imported when the first Client is made.
+
+Cohesive: the client is one public module, so ``from facegate.client import …`` gives a
+caller everything (the errors, ``Answer``, image inputs and the retry loop); a tenth of
+it is this docstring's retry contract.
 """
 
 from __future__ import annotations

@@ -182,7 +182,7 @@ def _detect_on(rgb: np.ndarray, small: np.ndarray, passes: tuple[int, ...]) -> l
     """Faces found on ``small`` (a downscaled copy of ``rgb``), in ``rgb``'s pixels, largest first."""
     height, width = rgb.shape[:2]
     detector = models().detector
-    rects: list = []
+    rects: list[Any] = []  # dlib's rectangles (dlib is untyped)
     scores: list[float] = []
     for up in passes:
         with _run_lock:

@@ -19,7 +19,9 @@ Two branches matter to the router:
 from __future__ import annotations
 
 import re
-from typing import ClassVar
+from collections.abc import Mapping, Sequence
+from types import EllipsisType
+from typing import Any, ClassVar
 
 # A vendor's message is passed on to the caller and the logs, but gateways echo what
 # they were sent: the Tencent market gateway answers a bad signature with the request's
@@ -80,7 +82,7 @@ class FacegateError(Exception):
         vendor: str | None = None,
         vendor_code: str | int | None = None,
         vendor_message: str | None = None,
-        billed: bool | type[Ellipsis] | None = ...,
+        billed: bool | EllipsisType | None = ...,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -88,9 +90,9 @@ class FacegateError(Exception):
         self.vendor_code = None if vendor_code is None else str(vendor_code)
         self.vendor_message = scrub_vendor_message(vendor_message)
         # None: we cannot know (e.g. a read timeout after the request went out).
-        self.billed: bool | None = self.default_billed if billed is ... else billed  # type: ignore[assignment]
+        self.billed: bool | None = self.default_billed if billed is ... else billed
 
-    def body(self) -> dict:
+    def body(self) -> dict[str, Any]:
         """The contract's ``error`` object."""
         return {
             "code": self.code,
@@ -305,14 +307,14 @@ class VendorTimeout(VendorError):
     status = 504
     retryable = True
 
-    def __init__(self, message: str, *, sent: bool, **kw) -> None:
+    def __init__(self, message: str, *, sent: bool, **kw: Any) -> None:
         # A read timeout means the vendor may have done (and billed) the work:
         # moving on to another vendor could bill the same check twice.
         super().__init__(message, billed=None if sent else False, **kw)
         self.sent = sent
 
     @property
-    def failover(self) -> bool:  # type: ignore[override]
+    def failover(self) -> bool:  # type: ignore[override]  # VendorError's class attribute, decided per instance here
         return not self.sent
 
 
@@ -391,7 +393,9 @@ _SAFE_MESSAGES = {
 }
 
 
-def describe_validation_errors(errors: list[dict], *, root: str = "body", skip: tuple[str, ...] = ()) -> str:
+def describe_validation_errors(
+    errors: Sequence[Mapping[str, Any]], *, root: str = "body", skip: tuple[str, ...] = ()
+) -> str:
     """A caller-facing message from pydantic error dicts: field locations and safe
     wording only, so the offending values are never echoed back."""
     parts = []

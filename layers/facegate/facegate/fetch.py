@@ -47,7 +47,8 @@ from facegate.errors import ImageTooLarge, ImageUnavailable
 from facegate.images import MAX_IMAGE_BYTES
 
 if TYPE_CHECKING:
-    from urllib3 import HTTPConnectionPool, HTTPResponse
+    from urllib3 import BaseHTTPResponse, HTTPConnectionPool
+    from urllib3.connection import HTTPConnection, HTTPSConnection
 
 FETCH_FAILED = "the image URL could not be fetched"  # the one message of every refusal and failure
 MAX_REDIRECTS = 3
@@ -223,20 +224,20 @@ def _shutdown(sock: socket.socket) -> None:
 
 
 @cache
-def _connection_classes() -> tuple[type, type]:
+def _connection_classes() -> tuple[type[HTTPConnection], type[HTTPSConnection]]:
     from urllib3.connection import HTTPConnection, HTTPSConnection
 
-    class Watched:
+    class Watched(HTTPConnection):
         def _new_conn(self) -> socket.socket:
-            sock = super()._new_conn()  # type: ignore[misc]
+            sock = super()._new_conn()
             _Watchdog.watch(sock)
             return sock
 
         def request(self, *args: Any, **kwargs: Any) -> None:
-            _Watchdog.watch(self.sock)  # type: ignore[attr-defined]  # a kept-alive connection
-            super().request(*args, **kwargs)  # type: ignore[misc]
+            _Watchdog.watch(self.sock)  # a kept-alive connection
+            super().request(*args, **kwargs)
 
-    class WatchedHTTP(Watched, HTTPConnection):
+    class WatchedHTTP(Watched):
         pass
 
     class WatchedHTTPS(Watched, HTTPSConnection):
@@ -325,7 +326,7 @@ class UrlFetcher:
 
     def _request(
         self, target: _Target, addresses: list[IPv4Address | IPv6Address], watchdog: _Watchdog
-    ) -> HTTPResponse:
+    ) -> BaseHTTPResponse:
         from urllib3 import Timeout
         from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
@@ -379,7 +380,7 @@ class UrlFetcher:
         return pool
 
 
-def _read_capped(response: HTTPResponse, max_bytes: int) -> bytes:
+def _read_capped(response: BaseHTTPResponse, max_bytes: int) -> bytes:
     declared = response.headers.get("Content-Length", "")
     if declared.isdigit() and int(declared) > max_bytes:
         raise ImageTooLarge("the image at the URL is larger than the limit")

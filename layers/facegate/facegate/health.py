@@ -20,11 +20,17 @@ from __future__ import annotations
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from facegate import observability
-from facegate.store import DynamoBacked, dynamo_number
+from facegate.store import DynamoBacked, Item, dynamo_number
+
+if TYPE_CHECKING:
+    from decimal import Decimal
+
+    from mypy_boto3_dynamodb.service_resource import DynamoDBServiceResource
 
 State = Literal["closed", "open", "half_open"]
 
@@ -52,7 +58,7 @@ class HealthBook(ABC):
     """The interface the router uses; ``MemoryHealthBook`` and ``DynamoHealthBook``
     differ only in where the numbers live (the four abstract methods)."""
 
-    def __init__(self, policy: CooldownPolicy | None = None, clock=time.time):
+    def __init__(self, policy: CooldownPolicy | None = None, clock: Callable[[], float] = time.time):
         self.policy = policy or CooldownPolicy()
         self.clock = clock
 
@@ -94,7 +100,7 @@ class HealthBook(ABC):
 
 
 class MemoryHealthBook(HealthBook):
-    def __init__(self, policy: CooldownPolicy | None = None, clock=time.time):
+    def __init__(self, policy: CooldownPolicy | None = None, clock: Callable[[], float] = time.time):
         super().__init__(policy, clock)
         self._items: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
@@ -139,7 +145,13 @@ class MemoryHealthBook(HealthBook):
 class DynamoHealthBook(DynamoBacked, HealthBook):
     CACHE_S = 1.0
 
-    def __init__(self, table_name: str, policy: CooldownPolicy | None = None, clock=time.time, resource=None):
+    def __init__(
+        self,
+        table_name: str,
+        policy: CooldownPolicy | None = None,
+        clock: Callable[[], float] = time.time,
+        resource: DynamoDBServiceResource | None = None,
+    ):
         DynamoBacked.__init__(self, table_name, resource)
         HealthBook.__init__(self, policy, clock)
         self._cache: dict[str, tuple[float, dict[str, Any]]] = {}
@@ -152,7 +164,7 @@ class DynamoHealthBook(DynamoBacked, HealthBook):
         hit = self._cache.get(vendor)
         if hit and time.monotonic() - hit[0] < self.CACHE_S:
             return hit[1]
-        item = self.table.get_item(Key=self._key(vendor), ConsistentRead=True).get("Item") or {}
+        item: Item = self.table.get_item(Key=self._key(vendor), ConsistentRead=True).get("Item") or {}
         item = {k: float(v) if k != "pk" else v for k, v in item.items()}
         self._cache[vendor] = (time.monotonic(), item)
         return item
@@ -189,7 +201,7 @@ class DynamoHealthBook(DynamoBacked, HealthBook):
         from botocore.exceptions import ClientError
 
         now, p = self.clock(), self.policy
-        values = {
+        values: dict[str, Decimal | int] = {
             ":now": dynamo_number(now),
             ":one": 1,
             ":reopen": dynamo_number(now + p.cooldown_s),
@@ -197,7 +209,7 @@ class DynamoHealthBook(DynamoBacked, HealthBook):
         }
         try:
             # A failed probe, or a failure while open: (re)open for a full cooldown.
-            old = self.table.update_item(
+            old: Item = self.table.update_item(
                 Key=self._key(vendor),
                 UpdateExpression="SET open_until = :reopen, failures = :max, window_start = :now REMOVE probe_until",
                 ConditionExpression="attribute_exists(open_until)",
@@ -212,7 +224,7 @@ class DynamoHealthBook(DynamoBacked, HealthBook):
             # Closed: count the failure in the current window (a stale window restarts at one).
             window_start = dynamo_number(now - p.window_s)
             try:
-                item = self.table.update_item(
+                item: Item = self.table.update_item(
                     Key=self._key(vendor),
                     UpdateExpression="ADD failures :one",
                     ConditionExpression="attribute_exists(window_start) AND window_start > :ws",

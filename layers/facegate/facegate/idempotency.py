@@ -87,7 +87,7 @@ def requested_key(event: Mapping[str, Any]) -> str | None:
     """The request's Idempotency-Key (header name in any case), None without one.
     A malformed key, or two different ones, is the caller's mistake (400)."""
     name = HEADER.lower()
-    values = {v for k, v in (event.get("headers") or {}).items() if k.lower() == name and v is not None}
+    values: set[str] = {v for k, v in (event.get("headers") or {}).items() if k.lower() == name and v is not None}
     for k, vs in (event.get("multiValueHeaders") or {}).items():
         if k.lower() == name:
             values.update(v for v in vs or () if v is not None)
@@ -231,7 +231,8 @@ def run(
     )
     request = {**_scope(tenant, key), "body_sha256": body_sha256(event)}
     try:
-        return once(request=request)
+        answer: dict[str, Any] = once(request=request)  # idempotent_function is untyped
+        return answer
     except _NotFinal:
         return answered[0]
     except IdempotencyValidationError:
@@ -254,7 +255,7 @@ def run(
         ) from None
 
 
-def _replayed(response: Any, record: DataRecord) -> Any:
+def _replayed(response: Any, idempotent_data: DataRecord) -> Any:
     """Powertools' response hook: the stored answer, marked as a replay."""
     if isinstance(response, dict):
         headers = response["headers"] = dict(response.get("headers") or {})

@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Literal
 from facegate.errors import ImageTooLarge, InvalidImage, UnsupportedImageFormat
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     import numpy as np
     from PIL.Image import Image as PILImage
 
@@ -263,7 +265,7 @@ def fit(image: Image, limits: ImageLimits, budget: int | None = None) -> Image:
 _MIN_FIT_SIDE = 320
 
 
-def _steps(side: int):
+def _steps(side: int) -> Iterator[int]:
     while side >= _MIN_FIT_SIDE:
         yield side
         side = int(side * 0.75)

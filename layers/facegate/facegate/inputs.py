@@ -16,12 +16,16 @@ from __future__ import annotations
 
 import hashlib
 from functools import cache
+from typing import TYPE_CHECKING
 
 from facegate import images as imagelib
 from facegate.config import Settings
 from facegate.errors import ImageTooLarge, ImageUnavailable, InvalidRequest
 from facegate.models import ImageInput, S3Location
 from facegate.vendors.base import ImageRef, Vendor
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 
 class RequestImages:
@@ -152,7 +156,7 @@ def read_s3(location: S3Location, cfg: Settings) -> bytes:
 
 
 @cache
-def _s3():
+def _s3() -> S3Client:
     import boto3
 
     return boto3.client("s3")

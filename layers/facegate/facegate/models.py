@@ -14,7 +14,7 @@ from facegate.vendors import vendor_ids
 
 # The registry is the one list of vendors: a dict of strings, importing no vendor module.
 VENDOR_IDS: tuple[str, ...] = tuple(vendor_ids())
-VendorId = Literal[VENDOR_IDS]  # type: ignore[valid-type]
+VendorId = Literal[VENDOR_IDS]  # type: ignore[valid-type]  # built from the registry at run time; mypy sees Any
 SecurityLevel = Literal["low", "normal", "high"]
 Decision = Literal["match", "no_match", "uncertain"]
 Strategy = Literal["ordered", "cheapest", "fastest"]
@@ -142,7 +142,7 @@ class ImageInput(Strict):
     def kind(self) -> Literal["base64", "url", "s3", "face_token"]:
         for n in ("base64", "url", "s3", "face_token"):
             if getattr(self, n) is not None:
-                return n  # type: ignore[return-value]
+                return n
         raise AssertionError("validated")
 
 

@@ -15,7 +15,7 @@ dimension combination as a metric of its own.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -45,7 +45,7 @@ class NoTracing(BaseProvider):
         yield NoTracing.Segment()
 
     @contextlib.asynccontextmanager
-    async def in_subsegment_async(self, name: str | None = None, **kwargs: Any):
+    async def in_subsegment_async(self, name: str | None = None, **kwargs: Any) -> AsyncIterator[BaseSegment]:
         yield NoTracing.Segment()
 
     def put_annotation(self, key: str, value: Any) -> None: ...
@@ -124,8 +124,8 @@ def publish(dimensions: Mapping[str, str], values: Mapping[str, tuple[str, float
         if is_metrics_disabled():
             return
         record = EphemeralMetrics(namespace=metrics.namespace, service=metrics.service or "facegate")
-        for name, value in dimensions.items():
-            record.add_dimension(name=name, value=value)
+        for dimension, label in dimensions.items():
+            record.add_dimension(name=dimension, value=label)
         for name, (unit, value) in values.items():
             record.add_metric(name=name, unit=unit, value=value)
         record.flush_metrics()

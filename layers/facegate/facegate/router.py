@@ -37,7 +37,7 @@ from facegate.errors import (
     VendorTimeout,
     VendorUnavailable,
 )
-from facegate.models import Attempt
+from facegate.models import Attempt, Decision
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -155,7 +155,7 @@ class Router:
 
         plan = [replace(p, reason=p.reason or "consensus: asked at once with the others") for p in plan]
 
-        def one(planned: Planned):
+        def one(planned: Planned) -> tuple[str, Vendor | None, Any]:
             try:
                 vendor, outcome = self._try(planned, attempt, attempts, deadline)
                 return planned.id, vendor, outcome
@@ -214,9 +214,9 @@ class Router:
                 self._record(attempts, planned, e.code, False, time.monotonic(), called=False)
                 raise e
             if not self.health.allow(vid):
-                e = VendorCoolingDown(f"{vid} is cooling down after repeated failures", vendor=vid, billed=False)
+                cooling = VendorCoolingDown(f"{vid} is cooling down after repeated failures", vendor=vid, billed=False)
                 self._record(attempts, planned, "VENDOR_COOLING_DOWN", False, time.monotonic(), called=False)
-                raise e
+                raise cooling
             started = time.monotonic()
             try:
                 vendor = self.vendor_for(planned.vendor_class)
@@ -245,7 +245,7 @@ class Router:
         raise AssertionError("unreachable")
 
 
-def combine(decisions: Sequence[str], asked: int, rule: str) -> str:
+def combine(decisions: Sequence[Decision], asked: int, rule: str) -> Decision:
     """Consensus over the vendors that answered, out of ``asked``.
 
     ``all``: every vendor asked must answer and agree, else ``uncertain``.
@@ -254,7 +254,8 @@ def combine(decisions: Sequence[str], asked: int, rule: str) -> str:
     """
     if rule == "all":
         return decisions[0] if len(decisions) == asked and len(set(decisions)) == 1 else "uncertain"
-    for d in ("match", "no_match"):
+    decisive: tuple[Decision, ...] = ("match", "no_match")
+    for d in decisive:
         if sum(1 for x in decisions if x == d) * 2 > asked:
             return d
     return "uncertain"

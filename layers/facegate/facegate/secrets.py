@@ -4,7 +4,7 @@ Manager round trip per request."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from facegate.vendors.base import Credentials, Vendor
 
 
-def _fetch(name: str, max_age: int) -> dict | None:
+def _fetch(name: str, max_age: int) -> dict[str, Any] | None:
     from aws_lambda_powertools.utilities import parameters
     from botocore.exceptions import ClientError
 

@@ -4,6 +4,10 @@ Everything the caller sent is validated before any vendor is called: the request
 model, the vendor choice and its options, identity fields, and every image
 (decoded and checked once, whichever vendor ends up using it). Every call, success
 or failure, leaves exactly one record in the results log.
+
+Cohesive: the one place where an operation runs end to end (choice, images, calls,
+fallback, the record); its parts are already their own modules (router, inputs,
+health, store), and what is left is the sequence that ties them together.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from facegate.models import (
     ImageInput,
     Operation,
     Routing,
+    SecurityLevel,
     VendorInfo,
     VendorsResponse,
     VendorVerdict,
@@ -55,7 +60,16 @@ from facegate.store import ConsensusVote, PrescreenNote, ResultRecord, ResultsSt
 from facegate.strategy import arrange
 from facegate.transport import Timeouts, Transport
 from facegate.vendors import vendor_class, vendor_ids
-from facegate.vendors.base import CallContext, CompareOutcome, HttpVendor, Identity, Vendor, decide
+from facegate.vendors.base import (
+    CallContext,
+    CompareOutcome,
+    DetectOutcome,
+    FeaturesOutcome,
+    HttpVendor,
+    Identity,
+    Vendor,
+    decide,
+)
 
 
 class CallLog:
@@ -240,7 +254,9 @@ class Service:
             )
         return self._consensus(req, call, plan, attempt)
 
-    def _consensus(self, req: CompareRequest, call: Call, plan: list[Planned], attempt) -> CompareResponse:
+    def _consensus(
+        self, req: CompareRequest, call: Call, plan: list[Planned], attempt: Callable[[Vendor, Planned], CompareOutcome]
+    ) -> CompareResponse:
         """Ask every vendor at once; combine the answers by the request's rule. A caller
         error from any vendor (e.g. no face) is the answer: the request is at fault."""
         assert req.consensus is not None
@@ -261,7 +277,11 @@ class Service:
         if not answered:
             raise next(r for _, _, r in results if isinstance(r, FacegateError))
         decision = combine([v["decision"] for v in answered], len(plan), req.consensus.rule)
-        mean = lambda key: round(sum(v[key] for v in answered) / len(answered), 4)  # noqa: E731
+
+        def mean(key: str) -> float:
+            total: float = sum(v[key] for v in answered)
+            return round(total / len(answered), 4)
+
         call.consensus_rule, call.consensus = req.consensus.rule, verdicts
         return CompareResponse(
             decision=decision,
@@ -314,7 +334,7 @@ class Service:
         plan = self._plan(call.operation, req)
         images = self._images([req.image], call, plan)
 
-        def attempt(vendor: Vendor, planned: Planned):
+        def attempt(vendor: Vendor, planned: Planned) -> DetectOutcome:
             return vendor.detect(images.refs_for(vendor)[0], req.max_faces, self._ctx(call, planned))
 
         vendor, outcome = self.router.first(plan, attempt, call.attempts, call.caller.deadline)
@@ -337,7 +357,7 @@ class Service:
         images = self._images([req.image], call, plan)
         self._prescreen(call, req, plan, images, ["image"])
 
-        def attempt(vendor: Vendor, planned: Planned):
+        def attempt(vendor: Vendor, planned: Planned) -> FeaturesOutcome:
             return vendor.features(images.refs_for(vendor)[0], self._ctx(call, planned))
 
         vendor, outcome = self.router.first(plan, attempt, call.attempts, call.caller.deadline)
@@ -448,21 +468,23 @@ class Service:
             return None
         from aws_lambda_powertools.utilities import parameters
 
-        return parameters.get_secret(self.cfg.pepper_secret, max_age=self.cfg.secrets_max_age)
+        pepper: str = parameters.get_secret(self.cfg.pepper_secret, max_age=self.cfg.secrets_max_age)
+        return pepper
 
     def _default_vendor(self, op: Operation) -> str:
         """The stage's default vendor, or for an operation it lacks (verify-identity on
         the built-in engine) the first vendor that offers it."""
-        if op in vendor_class(self.cfg.default_vendor).operations:
-            return self.cfg.default_vendor
+        default: str = self.cfg.default_vendor
+        if op in vendor_class(default).operations:
+            return default
         return next(v for v in vendor_ids() if op in vendor_class(v).operations)
 
-    def _ctx(self, call: Call, planned: Planned, security_level: str = "normal") -> CallContext:
+    def _ctx(self, call: Call, planned: Planned, security_level: SecurityLevel = "normal") -> CallContext:
         return CallContext(
             now=now(),
             nonce=_secrets.token_hex(16),
             request_id=call.caller.request_id,
-            security_level=security_level,  # type: ignore[arg-type]
+            security_level=security_level,
             options=planned.options,
             deadline=call.caller.deadline,
             response_max_skew_s=self.cfg.zoloz_response_max_skew_s,  # only ZOLOZ signs its response time
@@ -481,9 +503,9 @@ class Service:
 
     # --- results ---------------------------------------------------------------------
 
-    def _verdict(self, vendor_id: str, outcome: CompareOutcome, level: str) -> dict[str, Any]:
-        overrides = self.cfg.thresholds.get(vendor_id)  # type: ignore[call-overload]
-        decision, threshold = decide(outcome, level, overrides)  # type: ignore[arg-type]
+    def _verdict(self, vendor_id: str, outcome: CompareOutcome, level: SecurityLevel) -> dict[str, Any]:
+        overrides = self.cfg.thresholds.get(vendor_id)
+        decision, threshold = decide(outcome, level, overrides)
         observability.record_answer(vendor_id, decision)
         return {
             "decision": decision,
@@ -507,7 +529,7 @@ class Service:
             **({"face_tokens": extra["face_tokens"]} if "face_tokens" in extra else {}),
         }
 
-    def _run(self, call: Call, body: Callable[[], BaseModel]):
+    def _run[R: BaseModel](self, call: Call, body: Callable[[], R]) -> R:
         try:
             response = body()
         except FacegateError as e:
@@ -524,7 +546,7 @@ def _record_of(call: Call, outcome: BaseModel | FacegateError, store: ResultsSto
     """The record, field by field: what the answer says (none of it for an error), what
     the error says, and all the call's bookkeeping."""
     error = outcome if isinstance(outcome, FacegateError) else None
-    r = {} if error is not None else outcome.model_dump()
+    r = outcome.model_dump() if isinstance(outcome, BaseModel) else {}
     created = now()
     return ResultRecord(
         request_id=call.caller.request_id,

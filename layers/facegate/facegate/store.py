@@ -19,13 +19,16 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from functools import cache
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from facegate.config import Settings, settings
 from facegate.errors import InvalidRequest, NotFound, UsageNotConfigured
 from facegate.models import Attempt, Decision, Operation, SecurityLevel, UsageResponse, UsageRow, VendorVerdict
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.service_resource import DynamoDBServiceResource, Table
 
 
 class ConsensusVote(BaseModel):
@@ -135,6 +138,12 @@ def _to_item(record: ResultRecord) -> dict[str, Any]:
     return {k: v for k, v in item.items() if v != []}
 
 
+# A DynamoDB item as the table resource returns it. boto3-stubs types every attribute as
+# the union of all DynamoDB types; which one an attribute holds is this table's schema,
+# which no stub knows, so the code that reads an item converts each attribute itself.
+Item = dict[str, Any]
+
+
 def dynamo_number(value: float) -> Decimal:
     """DynamoDB takes numbers as Decimal; milliseconds are precision enough for times."""
     return Decimal(str(round(value, 3)))
@@ -144,13 +153,13 @@ class DynamoBacked:
     """One DynamoDB table, its boto3 resource made on first use (not at import: a cold
     start that never touches the table never pays for boto3)."""
 
-    def __init__(self, table_name: str, resource: Any = None):
+    def __init__(self, table_name: str, resource: DynamoDBServiceResource | None = None):
         self.table_name = table_name
         self._resource = resource
-        self._table = None
+        self._table: Table | None = None
 
     @property
-    def table(self):
+    def table(self) -> Table:
         if self._table is None:
             if self._resource is None:
                 import boto3
@@ -304,7 +313,7 @@ class UsageCounter(DynamoBacked):
         for (vendor, operation), t in sorted(totals.items()):
             price = self.prices.get(vendor)
             cost = None if price is None else round(t.billed * price, 6)
-            rows.append(UsageRow(vendor=vendor, operation=operation, estimated_cost=cost, **vars(t)))
+            rows.append(UsageRow(vendor=vendor, operation=Operation(operation), estimated_cost=cost, **vars(t)))
         return UsageResponse(from_=first, to=last, currency=self.currency, vendors=rows)
 
     def _items(self, tenant: str, first: date, last: date) -> Iterator[dict[str, Any]]:

@@ -8,7 +8,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from facegate.vendors.base import form_body
+from facegate.vendors.wire import form_body
 
 
 @pytest.mark.parametrize("seed", range(20))

@@ -76,7 +76,8 @@ class BatchJobs:
 
 def remaining_seconds(context: Any, default: float = 60.0) -> float:
     if context is not None and hasattr(context, "get_remaining_time_in_millis"):
-        return context.get_remaining_time_in_millis() / 1000
+        millis: int = context.get_remaining_time_in_millis()  # a LambdaContext's
+        return millis / 1000
     return default
 
 

@@ -13,13 +13,17 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from facegate.batch import ManifestRef, ManifestUnreadable
+from facegate.batch import ManifestFormat, ManifestRef, ManifestUnreadable
 from facegate.batch_store import BatchStore, default_batch_store
 from facegate.config import Settings, settings
 from facegate.errors import FacegateError
 from facegate.observability import logger, metrics
 
 if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import GetObjectOutputTypeDef
+    from mypy_boto3_sqs import SQSClient
+
     from facegate.health import VendorHealth
     from facegate.models import (
         CompareRequest,
@@ -86,7 +90,7 @@ class Static:
     """The parts of a batch's meta item that never change once items are queued."""
 
     ref: ManifestRef
-    format: str
+    format: ManifestFormat
     header: list[str] | None
 
 
@@ -101,8 +105,8 @@ class BatchContext:
         operations: Operations | None = None,
         results: ResultsLog | None = None,
         cooldowns: VendorCooldowns | None = None,
-        s3: Any = None,
-        sqs: Any = None,
+        s3: S3Client | None = None,
+        sqs: SQSClient | None = None,
         clock: Callable[[], float] = time.time,
     ):
         self.cfg = cfg or settings()
@@ -140,7 +144,7 @@ class BatchContext:
         return self._cooldowns
 
     @property
-    def s3(self):
+    def s3(self) -> S3Client:
         if self._s3 is None:
             import boto3
 
@@ -148,7 +152,7 @@ class BatchContext:
         return self._s3
 
     @property
-    def sqs(self):
+    def sqs(self) -> SQSClient:
         if self._sqs is None:
             import boto3
 
@@ -171,7 +175,7 @@ class BatchContext:
             self._statics[batch_id] = static
         return static
 
-    def get_manifest(self, ref: ManifestRef, byte_range: str | None = None) -> dict[str, Any]:
+    def get_manifest(self, ref: ManifestRef, byte_range: str | None = None) -> GetObjectOutputTypeDef:
         """The manifest object, exactly the version the event named (or a range of it)."""
         from botocore.exceptions import ClientError
 

@@ -11,7 +11,7 @@ from facegate.batch_jobs.context import MAX_REDRIVES, BatchContext, RetryLater, 
 from facegate.batch_jobs.lines import Lines
 from facegate.batch_jobs.report import Reporter
 from facegate.batch_jobs.split import manifest_refs
-from facegate.batch_store import Claim
+from facegate.batch_records import Claim
 from facegate.errors import InternalError
 from facegate.ids import new_request_id
 from facegate.observability import logger

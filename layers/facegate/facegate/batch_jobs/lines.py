@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from facegate import batch
+from facegate import manifest
 from facegate.batch import ItemMessage, ManifestUnreadable, ReportLine, error_body
 from facegate.batch_jobs.context import LEASE_MARGIN_S, BatchContext, Static, count, count_billed
 from facegate.batch_jobs.outcomes import error_line, recovered_line
-from facegate.batch_store import Claim
+from facegate.batch_records import Claim
 from facegate.errors import CallerError, FacegateError, InvalidRequest, NotFound
 from facegate.models import Operation
 from facegate.observability import logger
@@ -33,33 +33,33 @@ class Lines:
             expires_at=self.ctx.expires(now),
         )
 
-    def parse(self, msg: ItemMessage, static: Static) -> batch.ParsedLine:
-        if msg.end - msg.start > batch.MAX_LINE_BYTES:
-            return batch.ParsedLine(
+    def parse(self, msg: ItemMessage, static: Static) -> manifest.ParsedLine:
+        if msg.end - msg.start > manifest.MAX_LINE_BYTES:
+            return manifest.ParsedLine(
                 error=InvalidRequest(
-                    f"the line is longer than {batch.MAX_LINE_BYTES // (1024 * 1024)} MiB; "
+                    f"the line is longer than {manifest.MAX_LINE_BYTES // (1024 * 1024)} MiB; "
                     "give images as S3 keys or URLs"
                 )
             )
         if msg.end <= msg.start:
-            return batch.ParsedLine(error=InvalidRequest("the line is empty"))
+            return manifest.ParsedLine(error=InvalidRequest("the line is empty"))
         try:
             obj = self.ctx.get_manifest(static.ref, byte_range=f"bytes={msg.start}-{msg.end - 1}")
         except ManifestUnreadable as e:
-            return batch.ParsedLine(error=e)
+            return manifest.ParsedLine(error=e)
         raw = obj["Body"].read()
-        return batch.parse_line(static.format, raw, static.header)  # type: ignore[arg-type]
+        return manifest.parse_line(static.format, raw, static.header)
 
-    def peek(self, msg: ItemMessage) -> batch.ParsedLine:
+    def peek(self, msg: ItemMessage) -> manifest.ParsedLine:
         """The line's operation and caller id, as far as they can be read."""
         static = self.ctx.static_for(msg.batch_id)
         if static is not None:
             try:
                 parsed = self.parse(msg, static)
-                return batch.ParsedLine(operation=parsed.operation, caller_id=parsed.caller_id)
+                return manifest.ParsedLine(operation=parsed.operation, caller_id=parsed.caller_id)
             except Exception:
                 logger.debug("line unreadable in the dead-letter drain")
-        return batch.ParsedLine()
+        return manifest.ParsedLine()
 
     def complete(
         self,

@@ -10,10 +10,19 @@ vanishing. What the results log does not hold is named in ``NOT_IN_THE_RESULTS_L
 
 from __future__ import annotations
 
-from facegate.batch import ParsedLine, ReportLine, error_body
+from facegate.batch import ReportLine, error_body
 from facegate.batch_jobs.context import retryable_codes
 from facegate.errors import FacegateError, InternalError
-from facegate.models import CompareResponse, Decision, ErrorBody, Operation, VendorVerdict, VerifyIdentityResponse
+from facegate.manifest import ParsedLine
+from facegate.models import (
+    CompareResponse,
+    Decision,
+    ErrorBody,
+    Operation,
+    SecurityLevel,
+    VendorVerdict,
+    VerifyIdentityResponse,
+)
 from facegate.store import ConsensusVote, ResultRecord
 
 Answer = CompareResponse | VerifyIdentityResponse
@@ -70,10 +79,11 @@ def error_line(line: int, parsed: ParsedLine, request_id: str, e: FacegateError)
 
 
 def answer_from_record(record: ResultRecord) -> Answer:
-    """The answer the service gave, rebuilt from the record it logged."""
+    """The answer the service gave, rebuilt from the record it logged: validated, as a
+    record's fields are optional where the answer's are not (an ok record has them)."""
     if record.status != "ok" or record.operation not in ANSWERS:
         raise ValueError("the record holds no compare or verify_identity answer")
-    common = {
+    common: dict[str, object] = {
         "request_id": record.request_id,
         "operation": record.operation,
         "vendor": record.vendor,
@@ -89,21 +99,21 @@ def answer_from_record(record: ResultRecord) -> Answer:
         "vendor_score": record.vendor_score,
     }
     if record.operation == Operation.VERIFY_IDENTITY:
-        return VerifyIdentityResponse(
-            **common,
-            name_masked=record.name_masked,
-            id_number_masked=record.id_number_masked,
+        return VerifyIdentityResponse.model_validate(
+            {**common, "name_masked": record.name_masked, "id_number_masked": record.id_number_masked}
         )
-    return CompareResponse(
-        **common,
-        consensus_rule=record.consensus_rule,
-        verdicts=None
-        if record.consensus is None
-        else [verdict_from_vote(v, record.security_level) for v in record.consensus],
+    return CompareResponse.model_validate(
+        {
+            **common,
+            "consensus_rule": record.consensus_rule,
+            "verdicts": None
+            if record.consensus is None
+            else [verdict_from_vote(v, record.security_level) for v in record.consensus],
+        }
     )
 
 
-def verdict_from_vote(vote: ConsensusVote, security_level: str | None) -> VendorVerdict:
+def verdict_from_vote(vote: ConsensusVote, security_level: SecurityLevel | None) -> VendorVerdict:
     """One consensus vendor's part. Every vendor of a consensus decides at the request's
     security level, so the record's level is each answering vendor's."""
     answered = vote.decision is not None
@@ -113,7 +123,7 @@ def verdict_from_vote(vote: ConsensusVote, security_level: str | None) -> Vendor
         match=is_match(vote.decision),
         similarity=vote.similarity,
         threshold=vote.threshold,
-        security_level=security_level if answered else None,  # type: ignore[arg-type]
+        security_level=security_level if answered else None,
         vendor_score=vote.vendor_score,
         vendor_request_id=vote.vendor_request_id,
         billed=vote.billed,

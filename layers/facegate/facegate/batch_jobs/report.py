@@ -5,11 +5,12 @@ when the batch as a whole failed."""
 from __future__ import annotations
 
 import tempfile
+from typing import Literal
 
 from facegate import batch
-from facegate.batch import BatchFailed, BatchSummary, ManifestInfo, ReportLine, SummaryBuilder, error_body
+from facegate.batch import BatchFailed, BatchSummary, ReportLine, SummaryBuilder, error_body
 from facegate.batch_jobs.context import REPORT_LEASE_S, BatchContext, count
-from facegate.batch_store import BatchMeta, iso
+from facegate.batch_records import BatchMeta, iso
 from facegate.errors import FacegateError, InternalError
 from facegate.models import ErrorBody
 from facegate.observability import logger
@@ -39,9 +40,9 @@ class Reporter:
         written = 0
         with tempfile.SpooledTemporaryFile(max_size=32 * 1024 * 1024) as f:
             for item in self.ctx.store.lines(meta.batch_id):
-                if not item.done:
+                if item.outcome_json is None:  # not done
                     raise InternalError(f"line {item.line} of batch {meta.batch_id} has no outcome yet")
-                f.write(item.outcome_json.encode("utf-8") + b"\n")  # type: ignore[union-attr]
+                f.write(item.outcome_json.encode("utf-8") + b"\n")
                 builder.add(item.state())
                 written += 1
             if written != meta.total:
@@ -78,19 +79,19 @@ class Reporter:
         self._put_summary(meta, self._summary(meta, builder, finished, status="failed", error=body))
 
     def _summary(
-        self, meta: BatchMeta, builder: SummaryBuilder, now: float, *, status: str, error: ErrorBody | None = None
+        self,
+        meta: BatchMeta,
+        builder: SummaryBuilder,
+        now: float,
+        *,
+        status: Literal["done", "failed"],
+        error: ErrorBody | None = None,
     ) -> BatchSummary:
         return BatchSummary(
             batch_id=meta.batch_id,
             name=meta.name,
-            status=status,  # type: ignore[arg-type]
-            manifest=ManifestInfo(
-                bucket=meta.manifest.bucket,
-                key=meta.manifest.key,
-                version_id=meta.manifest.version_id,
-                etag=meta.manifest.etag,
-                format=meta.format,  # type: ignore[arg-type]
-            ),
+            status=status,
+            manifest=meta.manifest_info(),
             report=batch.report_key(meta.name),
             total=meta.total or 0,
             created_at=iso(meta.created_at) or "",

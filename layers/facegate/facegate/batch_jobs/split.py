@@ -6,13 +6,18 @@ from __future__ import annotations
 
 import json
 import time
+from typing import TYPE_CHECKING
 from urllib.parse import unquote_plus
 
-from facegate.batch import MalformedManifest, ManifestRef, ManifestScanner, ManifestUnreadable, Span
+from facegate.batch import MalformedManifest, ManifestRef, ManifestUnreadable
 from facegate.batch_jobs.context import CHECKPOINT_EVERY, CHUNK, SEND_BATCH, BatchContext, Static, count
 from facegate.batch_jobs.report import Reporter
 from facegate.errors import InternalError
+from facegate.manifest import ManifestScanner, Span
 from facegate.observability import logger
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs.type_defs import SendMessageBatchRequestEntryTypeDef
 
 
 class Splitter:
@@ -77,7 +82,7 @@ class Splitter:
             raise InternalError("FACEGATE_BATCH_QUEUE_URL is not set")
         for i in range(start, len(spans), SEND_BATCH):
             chunk = spans[i : i + SEND_BATCH]
-            entries = [
+            entries: list[SendMessageBatchRequestEntryTypeDef] = [
                 {"Id": str(n), "MessageBody": s.message(batch_id).model_dump_json()} for n, s in enumerate(chunk)
             ]
             for attempt in range(4):

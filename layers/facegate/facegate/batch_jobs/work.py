@@ -26,11 +26,11 @@ from facegate.batch_jobs.context import (
 from facegate.batch_jobs.lines import Lines
 from facegate.batch_jobs.outcomes import error_line, ok_line
 from facegate.batch_jobs.report import Reporter
-from facegate.batch_store import Claim
+from facegate.batch_records import Claim
 from facegate.config import Settings
 from facegate.errors import FacegateError, InternalError
 from facegate.ids import new_request_id
-from facegate.models import Operation
+from facegate.models import CompareRequest, CompareResponse, Operation, VerifyIdentityResponse
 from facegate.observability import logger
 from facegate.service import Caller
 
@@ -56,7 +56,7 @@ class Pacer:
 
     def wait(self, vendor: str, cfg: Settings) -> float:
         """Sleep until this instance may call ``vendor``; the seconds slept."""
-        rate = cfg.batch_vendor_rates.get(vendor)  # type: ignore[call-overload]
+        rate = cfg.batch_vendor_rates.get(vendor)
         if not rate:
             return 0.0
         slots: dict[str, float] = self._local.__dict__.setdefault("next", {})
@@ -187,10 +187,12 @@ class Worker:
         assert parsed.operation is not None and parsed.request is not None
         self.pacer.wait(parsed.request.vendor or self.ctx.cfg.default_vendor, self.ctx.cfg)
         try:
-            if parsed.operation == Operation.COMPARE:
-                answer = operations.compare(parsed.request, caller)  # type: ignore[arg-type]
+            # parse_line builds the request model of the line's operation.
+            answer: CompareResponse | VerifyIdentityResponse
+            if isinstance(parsed.request, CompareRequest):
+                answer = operations.compare(parsed.request, caller)
             else:
-                answer = operations.verify_identity(parsed.request, caller)  # type: ignore[arg-type]
+                answer = operations.verify_identity(parsed.request, caller)
         except FacegateError as e:
             billed = self.lines.billed_from_log(request_id, e)
             if e.retryable and not final:
@@ -204,7 +206,7 @@ class Worker:
         base = self.ctx.cfg.batch_retry_base_s
         if base <= 0:
             return 0.0
-        delay = min(MAX_VISIBILITY_S, base * 2 ** max(0, receive_count - 1))
+        delay = min(MAX_VISIBILITY_S, base * 2.0 ** max(0, receive_count - 1))
         return delay * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not crypto  # nosec B311
 
     def _retry_delay(self, e: FacegateError, receive_count: int) -> float:

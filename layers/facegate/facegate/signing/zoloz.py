@@ -150,13 +150,7 @@ def parse_params(value: str) -> dict[str, str]:
 def parse_signature_header(value: str) -> str:
     """The signature (still as sent) from a ``Signature`` header; ValueError if the
     header is malformed or names an algorithm other than RSA256."""
-    params = parse_params(value)
-    if params.get("algorithm") != SIGNATURE_ALGORITHM:
-        raise ValueError(f"the Signature header's algorithm is not {SIGNATURE_ALGORITHM}")
-    signature = params.get("signature")
-    if not signature:
-        raise ValueError("the Signature header has no signature")
-    return signature
+    return _header_field(value, "Signature", SIGNATURE_ALGORITHM, "signature")
 
 
 # --- RSA_AES ------------------------------------------------------------------------------
@@ -221,13 +215,18 @@ def encrypt_header(wrapped_key: str) -> str:
 
 def parse_encrypt_header(value: str) -> str:
     """The ``symmetricKey`` (still as sent) from an ``Encrypt`` header."""
+    return _header_field(value, "Encrypt", ENCRYPT_ALGORITHM, "symmetricKey")
+
+
+def _header_field(value: str, header: str, algorithm: str, field: str) -> str:
+    """One field of a ZOLOZ header, which must name ``algorithm``; ValueError if not."""
     params = parse_params(value)
-    if params.get("algorithm") != ENCRYPT_ALGORITHM:
-        raise ValueError(f"the Encrypt header's algorithm is not {ENCRYPT_ALGORITHM}")
-    key = params.get("symmetricKey")
-    if not key:
-        raise ValueError("the Encrypt header has no symmetricKey")
-    return key
+    if params.get("algorithm") != algorithm:
+        raise ValueError(f"the {header} header's algorithm is not {algorithm}")
+    found = params.get(field)
+    if not found:
+        raise ValueError(f"the {header} header has no {field}")
+    return found
 
 
 # --- keys ---------------------------------------------------------------------------------
@@ -250,9 +249,7 @@ def load_private_key(text: str) -> RSAPrivateKey:
         raise ValueError("not a PEM or base64 DER private key") from None
     if not isinstance(key, RSAPrivateKey):
         raise ValueError("the private key is not an RSA key")
-    if key.key_size < MIN_RSA_BITS:
-        raise ValueError(f"the RSA key has {key.key_size} bits; ZOLOZ uses {MIN_RSA_BITS}")
-    return key
+    return _long_enough(key)
 
 
 @lru_cache(maxsize=16)
@@ -269,6 +266,10 @@ def load_public_key(text: str) -> RSAPublicKey:
         raise ValueError("not a PEM or base64 DER public key") from None
     if not isinstance(key, RSAPublicKey):
         raise ValueError("the public key is not an RSA key")
+    return _long_enough(key)
+
+
+def _long_enough[K: (RSAPrivateKey, RSAPublicKey)](key: K) -> K:
     if key.key_size < MIN_RSA_BITS:
         raise ValueError(f"the RSA key has {key.key_size} bits; ZOLOZ uses {MIN_RSA_BITS}")
     return key
@@ -282,7 +283,7 @@ def _public(key: str | RSAPublicKey) -> RSAPublicKey:
     return load_public_key(key) if isinstance(key, str) else key
 
 
-def _aes(aes_key: bytes) -> Cipher:
+def _aes(aes_key: bytes) -> Cipher[modes.ECB]:
     if len(aes_key) not in _AES_KEY_SIZES:
         raise ValueError("an AES key is 16, 24 or 32 bytes")
     # ECB is ZOLOZ's choice (Java's default "AES" transformation), not ours: both

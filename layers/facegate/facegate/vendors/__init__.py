@@ -37,4 +37,5 @@ def vendor_class(vendor_id: str) -> type[Vendor]:
     except KeyError:
         raise UnknownVendor(f"unknown vendor '{vendor_id}'") from None
     module, _, cls = target.partition(":")
-    return getattr(importlib.import_module(module), cls)
+    vendor: type[Vendor] = getattr(importlib.import_module(module), cls)
+    return vendor

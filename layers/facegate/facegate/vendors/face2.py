@@ -51,7 +51,7 @@ import hmac
 import json
 import math
 from collections.abc import Mapping
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, TypeIs
 
 from pydantic import BeforeValidator, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator
 
@@ -82,12 +82,8 @@ from facegate.vendors.base import (
     HttpRequest,
     HttpResponse,
     ImageRef,
-    VendorCode,
-    json_body,
-    raise_for_code,
-    request_id,
-    text,
 )
+from facegate.vendors.wire import VendorCode, json_body, raise_for_code, request_id, text
 
 VENDOR = "face2"
 PATHS: dict[Operation, str] = {
@@ -303,7 +299,7 @@ class Face2Vendor(HttpDetect, HttpCompare, HttpFeatures):
         self._check_signature(response.body, body)
         code = _code(body.get("code"))
         message = _vendor_message(body)
-        if code in CODES:
+        if code is not None and code in CODES:
             raise_for_code(CODES, code, vendor=VENDOR, vendor_message=message)
         if not 200 <= response.status < 300:
             status = str(response.status)
@@ -367,7 +363,7 @@ def _bad(message: str) -> VendorBadResponse:
     return VendorBadResponse(message, vendor=VENDOR, billed=None)
 
 
-def _is_number(x: object) -> bool:
+def _is_number(x: object) -> TypeIs[int | float]:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 

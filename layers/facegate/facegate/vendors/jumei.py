@@ -100,12 +100,8 @@ from facegate.vendors.base import (
     HttpVerifyIdentity,
     Identity,
     ImageRef,
-    VendorCode,
-    form_body,
-    json_body,
-    raise_for_code,
-    text,
 )
+from facegate.vendors.wire import VendorCode, form_body, json_body, raise_for_code, text
 
 VENDOR = "jumei"
 PATH = "/release/idcardface/validate"
@@ -230,16 +226,9 @@ class JumeiVendor(HttpVerifyIdentity):
         if code is None:
             # No vendor code: the gateway (or something in front of it) answered.
             message = _scrub(body.get("message") or body.get("msg"), sent)
-            if response.status >= 500:
-                raise VendorUnavailable(
-                    f"jumei's gateway answered HTTP {response.status}",
-                    vendor=VENDOR,
-                    vendor_code=str(response.status),
-                    vendor_message=message,
-                    billed=False,
-                )
             if response.status >= 400:
-                raise VendorRejected(
+                error = VendorUnavailable if response.status >= 500 else VendorRejected
+                raise error(
                     f"jumei's gateway answered HTTP {response.status}",
                     vendor=VENDOR,
                     vendor_code=str(response.status),
@@ -308,10 +297,10 @@ def _gateway_message(response: HttpResponse, sent: _Sent | None) -> str | None:
     return _scrub(body.get("message"), sent) if isinstance(body, dict) else None
 
 
-def _scrub(message: Any, sent: _Sent | None) -> str | None:
+def _scrub(raw: Any, sent: _Sent | None) -> str | None:
     """The vendor's message with the name and ID number just sent (and any
     ID-number-like run of digits) masked; ``errors`` removes credentials and bounds it."""
-    message = text(message)
+    message = text(raw)
     if message is None:
         return None
     if sent is not None:

@@ -51,12 +51,8 @@ from facegate.vendors.base import (
     HttpRequest,
     HttpResponse,
     ImageRef,
-    VendorCode,
-    form_body,
-    json_body,
-    raise_for_code,
-    text,
 )
+from facegate.vendors.wire import VendorCode, form_body, json_body, raise_for_code, text
 
 VENDOR_ID = "kuaidi100"
 PATH = "/api"
@@ -190,6 +186,7 @@ class Kuaidi100Vendor(HttpCompare):
         options = Kuaidi100Options() if ctx.options is None else ctx.options
         if not isinstance(options, Kuaidi100Options):  # a raw mapping: validate it like the service would
             options = self.parse_options(options)
+            assert isinstance(options, Kuaidi100Options)  # options_model is Kuaidi100Options
         source, source_type = _input(image1)
         compare, compare_type = _input(image2)
         # A list, not a dict merge: the field order is the doc's, so a request is the

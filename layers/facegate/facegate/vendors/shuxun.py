@@ -53,14 +53,8 @@ from facegate.vendors.base import (
     HttpRequest,
     HttpResponse,
     ImageRef,
-    VendorCode,
-    form_body,
-    json_body,
-    percent,
-    raise_for_code,
-    request_id,
-    text,
 )
+from facegate.vendors.wire import VendorCode, form_body, json_body, percent, raise_for_code, request_id, text
 
 PATH = "/v1/faceCompare/check"
 # The doc's samples send this exact value (the table says the bare media type).
@@ -215,7 +209,7 @@ class ShuxunVendor(HttpCompare):
             raise VendorBadResponse("shuxun's response has no data", vendor=self.id, billed=billed)
         result = _as_code(data.get("result"))
         description = text(data.get("resultDesc"))
-        if result != SUCCESS_RESULT and result not in RESULTS:
+        if result is None or (result != SUCCESS_RESULT and result not in RESULTS):
             raise VendorBadResponse(
                 "shuxun answered with an undocumented result",
                 vendor=self.id,
@@ -243,7 +237,7 @@ class ShuxunVendor(HttpCompare):
         )
         if len(levels) != len(THRESHOLD_FIELDS) or None in levels.values():
             raise VendorBadResponse("shuxun's thresholds are missing or not in 0..100", vendor=self.id, billed=billed)
-        thresholds = {level: value / _SCALE for level, value in levels.items()}
+        thresholds = {level: value / _SCALE for level, value in levels.items() if value is not None}
         if not thresholds["low"] <= thresholds["normal"] <= thresholds["high"]:
             # Out of order, "high" would be laxer than "low": the levels would lie.
             raise VendorBadResponse("shuxun's thresholds are out of order", vendor=self.id, billed=billed)

@@ -74,13 +74,8 @@ from facegate.vendors.base import (
     HttpRequest,
     HttpResponse,
     ImageRef,
-    VendorCode,
-    header,
-    percent,
-    raise_for_code,
-    request_id,
-    text,
 )
+from facegate.vendors.wire import VendorCode, header, percent, raise_for_code, request_id, text
 
 if TYPE_CHECKING:
     from facegate.transport import Transport
