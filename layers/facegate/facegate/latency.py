@@ -30,8 +30,12 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from facegate.store import DynamoBacked, dynamo_number
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.service_resource import DynamoDBServiceResource
 
 SLOTS = 8
 MAX_AGE_S = 24 * 3600.0
@@ -93,7 +97,7 @@ class LatencyBook(ABC):
 
 
 class MemoryLatencyBook(LatencyBook):
-    def __init__(self, **kw) -> None:
+    def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
         self._samples: dict[str, dict[int, Sample]] = {}
         self._lock = threading.Lock()
@@ -110,7 +114,7 @@ class MemoryLatencyBook(LatencyBook):
 class DynamoLatencyBook(DynamoBacked, LatencyBook):
     CACHE_S = 5.0  # the order only needs to be roughly current; a read per request would add latency
 
-    def __init__(self, table_name: str, resource=None, **kw) -> None:
+    def __init__(self, table_name: str, resource: DynamoDBServiceResource | None = None, **kw: Any) -> None:
         DynamoBacked.__init__(self, table_name, resource)
         LatencyBook.__init__(self, **kw)
         self._cache: dict[tuple[str, ...], tuple[float, dict[str, list[Sample]]]] = {}
@@ -134,11 +138,11 @@ class DynamoLatencyBook(DynamoBacked, LatencyBook):
             return hit[1]
         found: dict[str, list[Sample]] = {}
         if wanted:
-            name = self.table.name  # the resource is made with the table, on first use
-            answer = self._resource.batch_get_item(RequestItems={name: {"Keys": [self._key(v) for v in wanted]}})
+            name = self.table.name
+            answer = self.resource.batch_get_item(RequestItems={name: {"Keys": [self._key(v) for v in wanted]}})
             # Keys DynamoDB left unprocessed (throttled) count as not observed: best effort, no retry loop.
             for item in answer["Responses"].get(name, []):
-                vendor = item["pk"].removeprefix("latency#")
+                vendor = str(item["pk"]).removeprefix("latency#")
                 found[vendor] = [
                     (float(v[0]), float(v[1])) for k, v in item.items() if k != "pk" and isinstance(v, list)
                 ]

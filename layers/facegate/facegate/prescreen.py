@@ -36,6 +36,7 @@ from facegate import engine
 if TYPE_CHECKING:
     import numpy as np
 
+    from facegate.errors import FacegateError
     from facegate.images import Image
 
 Mode = Literal["off", "faces", "quality"]
@@ -217,7 +218,7 @@ def mode_for(stage: Mode, requested: bool | None) -> Mode:
     return "faces" if stage == "off" else stage
 
 
-def error_for(refusal: Refusal, label: str, vendors: list[str]):
+def error_for(refusal: Refusal, label: str, vendors: list[str]) -> FacegateError:
     """The contract's error for a refused image, saying it was screened here and nothing was billed."""
     from facegate.errors import MultipleFaces, NoFace, PoorImageQuality
 

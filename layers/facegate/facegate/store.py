@@ -159,13 +159,17 @@ class DynamoBacked:
         self._table: Table | None = None
 
     @property
+    def resource(self) -> DynamoDBServiceResource:
+        if self._resource is None:
+            import boto3
+
+            self._resource = boto3.resource("dynamodb")
+        return self._resource
+
+    @property
     def table(self) -> Table:
         if self._table is None:
-            if self._resource is None:
-                import boto3
-
-                self._resource = boto3.resource("dynamodb")
-            self._table = self._resource.Table(self.table_name)
+            self._table = self.resource.Table(self.table_name)
         return self._table
 
 
