@@ -34,6 +34,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import defaultdict
 from datetime import UTC, datetime
@@ -255,7 +256,8 @@ def through_make_run(pairs: dict[str, tuple[bytes, bytes]], creds: dict[str, dic
     from facegate.vendors.shuxun import ShuxunVendor
 
     classes = {"shuxun": ShuxunVendor, "kuaidi100": Kuaidi100Vendor}
-    with tempfile.NamedTemporaryFile("w", suffix=".json") as f:
+    server_log = os.environ.get("BENCH_SERVER_LOG", os.devnull)  # its stderr: access log, sandboxes
+    with tempfile.NamedTemporaryFile("w", suffix=".json") as f, open(server_log, "w") as log:
         json.dump(creds, f)
         f.flush()
         env = {
@@ -271,12 +273,14 @@ def through_make_run(pairs: dict[str, tuple[bytes, bytes]], creds: dict[str, dic
             cwd=ROOT,
             env=env,
             stdout=subprocess.PIPE,
-            stderr=open(os.environ.get("BENCH_SERVER_LOG", os.devnull), "w"),
+            stderr=log,
             text=True,
         )
         try:
             line = server.stdout.readline()
             url = line[line.index("http://") :].split()[0].rstrip(".,")
+            # The functions' logs go to stdout too: drain it, or the server blocks on a full pipe.
+            threading.Thread(target=server.stdout.read, daemon=True).start()
             session = requests.Session()
             for vendor, (a, b) in pairs.items():
                 cls = classes[vendor]
