@@ -31,7 +31,7 @@ from facegate.models import Attempt, Decision, Operation, SecurityLevel, UsageRe
 class ConsensusVote(BaseModel):
     """One vendor's part in a consensus compare, as logged."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # built on first use, not at import
 
     vendor: str
     decision: Decision | None = None
@@ -62,7 +62,7 @@ class ResultView(BaseModel):
     """What GET /v1/results/{request_id} answers: the record without its internal fields."""
 
     # A field the model does not know is an error, never silently dropped.
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # built on first use, not at import
 
     request_id: str
     operation: Operation
