@@ -266,3 +266,30 @@ def test_plain_base64_takes_the_strict_fast_path_and_everything_else_still_decod
             images.decode_base64(bad)
     with pytest.raises(InvalidImage, match="empty"):
         images.decode_base64("")
+
+
+def _with_frame(data: bytes, *, marker: int | None = None, size: tuple[int, int] | None = None) -> bytes:
+    """``data`` with its frame header's marker or (width, height) rewritten."""
+    out = bytearray(data)
+    sof = next(i for i in range(2, len(out) - 1) if out[i] == 0xFF and out[i + 1] in (0xC0, 0xC1, 0xC2))
+    if marker is not None:
+        out[sof + 1] = marker
+    if size is not None:
+        out[sof + 5 : sof + 9] = size[1].to_bytes(2) + size[0].to_bytes(2)
+    return bytes(out)
+
+
+def test_a_jpeg_s_size_is_its_frame_header_s_and_the_pixel_cap_holds_without_a_decode():
+    data = encode(PILImage.new("RGB", (64, 48), (5, 6, 7)), "JPEG")
+    assert (images.load_bytes(data).width, images.load_bytes(data).height) == (64, 48)
+    with pytest.raises(ImageTooLarge, match="megapixels"):
+        images.load_bytes(_with_frame(data, size=(6000, 5000)))
+    with pytest.raises(InvalidImage):
+        images.load_bytes(_with_frame(data, size=(64, 0)))  # a height left to a DNL marker
+
+
+@pytest.mark.parametrize("marker", [0xC3, 0xC9, 0xCA], ids=["lossless", "arithmetic", "arithmetic-progressive"])
+def test_jpeg_codings_no_decoder_here_reads_are_refused(marker):
+    data = encode(PILImage.new("RGB", (64, 48), (5, 6, 7)), "JPEG")
+    with pytest.raises(UnsupportedImageFormat):
+        images.load_bytes(_with_frame(data, marker=marker))

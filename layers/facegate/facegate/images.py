@@ -165,7 +165,8 @@ def _to_rgb(img: PILImage) -> PILImage:
 
 
 def load_bytes(data: bytes) -> Image:
-    """Check ``data`` by content and decode it fully once."""
+    """Check ``data`` by content: a JPEG by its structure, any other format by decoding
+    it fully once (module doc)."""
     if not data:
         raise InvalidImage("the image is empty")
     if len(data) > MAX_IMAGE_BYTES:
@@ -176,36 +177,47 @@ def load_bytes(data: bytes) -> Image:
             raise UnsupportedImageFormat("the image format is not supported; send JPEG, PNG, BMP or WebP")
         raise InvalidImage("the data is not an image")
 
+    if fmt == "JPEG":
+        width, height = _check_jpeg(data)  # its structure, to the end of the image (module doc)
+        _check_pixels(width, height)
+    else:
+        width, height = _decode_fully(data, fmt)
+    if min(width, height) < MIN_SIDE:
+        raise InvalidImage(f"the image is too small ({width}x{height}); a face needs at least {MIN_SIDE} px")
+    return Image(data=data, format=fmt, width=width, height=height)
+
+
+def _check_pixels(width: int, height: int) -> None:
+    if width * height > MAX_PIXELS:
+        raise ImageTooLarge(f"the image has more than {MAX_PIXELS // 1_000_000} megapixels")
+
+
+def _decode_fully(data: bytes, fmt: Format) -> tuple[int, int]:
     from PIL import Image as PILModule
     from PIL import UnidentifiedImageError
 
     try:
         with PILModule.open(io.BytesIO(data)) as img:
-            width, height = img.size
-            if width * height > MAX_PIXELS:
-                raise ImageTooLarge(f"the image has more than {MAX_PIXELS // 1_000_000} megapixels")
-            if fmt == "JPEG":
-                _check_jpeg(data)  # its structure, to the end of the image (module doc)
-            else:
-                img.load()  # a whole decode: catches truncated and corrupt files
-    except ImageTooLarge:
-        raise
+            _check_pixels(*img.size)  # before the decode: the bomb guard
+            img.load()  # a whole decode: catches truncated and corrupt files
+            return img.size
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, PILModule.DecompressionBombError):
         raise InvalidImage(f"the {fmt} image is truncated or corrupt") from None
-    if min(width, height) < MIN_SIDE:
-        raise InvalidImage(f"the image is too small ({width}x{height}); a face needs at least {MIN_SIDE} px")
-    return Image(data=data, format=fmt, width=width, height=height)
 
 
 # JPEG markers (ITU-T T.81, B.1.1.3 and Table B.1).
 _SOI, _EOI, _SOS, _TEM = 0xD8, 0xD9, 0xDA, 0x01
 _RST = range(0xD0, 0xD8)
 _SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # frame headers; C4 DHT, C8 JPG, CC DAC are not
+# Baseline, extended and progressive Huffman coding: what libjpeg decodes (the others,
+# lossless, hierarchical and arithmetic, failed the full decode this walk replaces).
+_SOF_DECODED = frozenset({0xC0, 0xC1, 0xC2})
 
 
-def _check_jpeg(data: bytes) -> None:
-    """Walk a JPEG's marker segments to its end-of-image marker; raise ``InvalidImage``
-    if it is cut short or a segment is not where the format puts one.
+def _check_jpeg(data: bytes) -> tuple[int, int]:
+    """Walk a JPEG's marker segments to its end-of-image marker and return its (width,
+    height) from its frame header; raise ``InvalidImage`` if it is cut short or a segment
+    is not where the format puts one.
 
     T.81 B.1.1.2: each marker segment is 0xFF, a marker code and a 2-byte length; after
     a scan header (SOS), entropy-coded data in which 0xFF is followed only by 0x00
@@ -213,7 +225,7 @@ def _check_jpeg(data: bytes) -> None:
     frame header (SOF) must come before the first scan. Bytes after EOI are ignored,
     as every decoder does."""
     corrupt = InvalidImage("the JPEG image is truncated or corrupt")
-    n, pos, frame = len(data), 2, False
+    n, pos, size = len(data), 2, None
     while True:
         if pos + 2 > n:
             raise corrupt
@@ -224,9 +236,9 @@ def _check_jpeg(data: bytes) -> None:
             pos += 1
             continue
         if marker == _EOI:
-            if not frame:
+            if size is None:
                 raise corrupt
-            return
+            return size
         if marker == _SOI or marker == 0x00:
             raise corrupt
         if marker == _TEM or marker in _RST:  # no length
@@ -234,16 +246,29 @@ def _check_jpeg(data: bytes) -> None:
             continue
         if pos + 4 > n:
             raise corrupt
-        end = pos + 2 + int.from_bytes(data[pos + 2 : pos + 4])
+        end = pos + 2 + _u16(data, pos + 2)
         if end - pos < 4 or end > n:
             raise corrupt
         if marker in _SOF:
-            frame = True
+            if marker not in _SOF_DECODED:
+                raise UnsupportedImageFormat(
+                    "send a baseline or progressive JPEG (lossless and arithmetic are not read)"
+                )
+            if size is not None or end - pos < 10:  # B.2.2: P, Y, X, Nf after the length
+                raise corrupt
+            precision, height, width = data[pos + 4], _u16(data, pos + 5), _u16(data, pos + 7)
+            if precision != 8 or data[pos + 9] not in (1, 3, 4) or not (width and height):
+                raise corrupt  # 12-bit, or a height left to a DNL marker: no decoder here reads them
+            size = (width, height)
         pos = end
         if marker == _SOS:
-            if not frame:
+            if size is None:
                 raise corrupt
             pos = _scan_end(data, pos, corrupt)
+
+
+def _u16(data: bytes, pos: int) -> int:
+    return (data[pos] << 8) | data[pos + 1]
 
 
 # In entropy-coded data, 0xFF followed by anything but a stuffed 0x00 or RSTn ends the scan
