@@ -14,9 +14,12 @@ process's interpreter lock.
    parse and the results-log write (moto's DynamoDB, in-process: reported on its own
    line, a real PutItem costs ~5-10 ms in-region); the validation of the parsed body is
    timed on its own. "Rest" is everything else (Powertools' routing, the response).
-2. Through ``make run``: ``python -m facegate_local.server`` in a subprocess (moto and
-   all), the request sent over HTTP with a warm keep-alive session, versus the signed
-   request sent straight to the sandbox from here.
+2. Through ``make run``: ``facegate_local.server``'s runtime and HTTP server (the
+   template's tables, secrets and environment, moto), the request sent over HTTP with a
+   warm keep-alive session, versus the signed
+   request sent straight to the sandbox from here. The server runs on a thread of this
+   process (the client only waits on its socket meanwhile), so that its DynamoDB calls
+   (results log, usage counters, vendor health: moto) can be timed and reported apart.
 
 Paths are interleaved request by request, so a burst of load on the shared machine hits
 both alike; the figure is the difference of medians of one run.
@@ -97,15 +100,20 @@ class Steps:
     def __init__(self) -> None:
         self.rows: list[dict[str, float]] = []
         self.current: dict[str, float] | None = None
+        self.active: set[str] = set()
 
     def wrap(self, owner, attr: str, step: str) -> None:
         original = getattr(owner, attr)
 
         def timed(*args, **kwargs):
+            if self.current is None or step in self.active:  # not timing, or inside this step already
+                return original(*args, **kwargs)
+            self.active.add(step)
             t = time.perf_counter()
             try:
                 return original(*args, **kwargs)
             finally:
+                self.active.discard(step)
                 if self.current is not None:
                     self.current[step] = self.current.get(step, 0.0) + (time.perf_counter() - t) * 1000
 
@@ -239,14 +247,37 @@ def in_process(pairs: dict[str, tuple[bytes, bytes]], creds: dict[str, dict], n:
                 print(f"| {label} | {m:.2f} |")
             print(f"| rest (Powertools routing, the response, logging) | {med(total) - accounted:.2f} |")
             put = med(per_step["put"])
+            # Per request, robust to the sandbox's own swings: the handler less what the direct
+            # call does too (build and sign, send, parse).
+            own = [
+                t - r.get("send", 0.0) - r.get("build", 0.0) - r.get("parse", 0.0)
+                for t, r in zip(total, rows, strict=True)
+            ]
+            own_less_put = [o - r.get("put", 0.0) for o, r in zip(own, rows, strict=True)]
             print(f"| **the handler, end to end** (p95 {p95(total):.1f}) | **{med(total):.2f}** |")
             print(f"| the vendor call alone: build, sign, send, parse (p95 {p95(direct):.1f}) | {med(direct):.2f} |")
             print(f"| **facegate's overhead** | **{med(total) - med(direct):.2f}** |")
             print(f"| of which the emulated DynamoDB write | {put:.2f} |")
-            print(f"| **overhead without the DynamoDB write** | **{med(total) - med(direct) - put:.2f}** |\n")
+            print(f"| **overhead without the DynamoDB write** | **{med(total) - med(direct) - put:.2f}** |")
+            print(f"| facegate's own time per request (handler less build, send, parse) | {med(own):.2f} |")
+            print(f"| **the same, without the DynamoDB write** | **{med(own_less_put):.2f}** |\n")
+
+
+def dynamodb_timer(steps: Steps) -> None:
+    """facegate's DynamoDB work (the results log and its usage counters, the vendor health
+    book), timed as the step "dynamodb"."""
+    from facegate.health import DynamoHealthBook
+    from facegate.store import ResultsStore
+
+    steps.wrap(ResultsStore, "put", "dynamodb")
+    for method in ("_read", "_claim_probe", "record_success", "record_failure"):
+        steps.wrap(DynamoHealthBook, method, "dynamodb")
 
 
 def through_make_run(pairs: dict[str, tuple[bytes, bytes]], creds: dict[str, dict], n: int) -> None:
+    """``make run``'s server (facegate_local.server: the template's tables, secrets and
+    environment, moto) on a thread of this process, so its DynamoDB calls can be timed;
+    the client waits on its socket meanwhile."""
     import requests
 
     from facegate import images
@@ -254,68 +285,73 @@ def through_make_run(pairs: dict[str, tuple[bytes, bytes]], creds: dict[str, dic
     from facegate.vendors.base import CallContext, ImageRef
     from facegate.vendors.kuaidi100 import Kuaidi100Vendor
     from facegate.vendors.shuxun import ShuxunVendor
+    from facegate_local.server import build_runtime, make_http_server
 
     classes = {"shuxun": ShuxunVendor, "kuaidi100": Kuaidi100Vendor}
-    server_log = os.environ.get("BENCH_SERVER_LOG", os.devnull)  # its stderr: access log, sandboxes
-    with tempfile.NamedTemporaryFile("w", suffix=".json") as f, open(server_log, "w") as log:
+    steps = Steps()
+    dynamodb_timer(steps)
+    log = open(os.environ.get("BENCH_SERVER_LOG", os.devnull), "w")  # noqa: SIM115 - closed below
+    with tempfile.NamedTemporaryFile("w", suffix=".json") as f:
         json.dump(creds, f)
         f.flush()
-        env = {
-            **os.environ,
-            "PORT": "0",
+        environ = {k: v for k, v in os.environ.items() if not k.startswith(("FACEGATE_", "POWERTOOLS_", "AWS_"))} | {
             "FACEGATE_API_KEY": API_KEY,
             "FACEGATE_CREDENTIALS": f.name,
             "FACEGATE_ALLOW_HTTP_URLS": "true",
-            "PYTHONPATH": f"{ROOT / 'layers' / 'facegate'}:{ROOT}",
         }
-        server = subprocess.Popen(
-            [sys.executable, "-m", "facegate_local.server"],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=log,
-            text=True,
-        )
-        try:
-            line = server.stdout.readline()
-            url = line[line.index("http://") :].split()[0].rstrip(".,")
-            # The functions' logs go to stdout too: drain it, or the server blocks on a full pipe.
-            threading.Thread(target=server.stdout.read, daemon=True).start()
-            session = requests.Session()
-            for vendor, (a, b) in pairs.items():
-                cls = classes[vendor]
-                adapter = cls(cls.credentials_model(**creds[vendor]), Transport())
-                refs = [ImageRef(image=images.load_bytes(x)) for x in (a, b)]
-                body = json.dumps(
-                    {
-                        "vendor": vendor,
-                        "image1": {"base64": base64.b64encode(a).decode()},
-                        "image2": {"base64": base64.b64encode(b).decode()},
-                    }
-                ).encode()
-                headers = {"Content-Type": "application/json", "x-api-key": API_KEY}
-                direct, api = [], []
-                for i in range(n + 2):
-                    ctx = CallContext(now=datetime.now(UTC), nonce="n", request_id="bench")
-                    t = time.perf_counter()
-                    adapter.compare(refs[0], refs[1], ctx)
-                    d = (time.perf_counter() - t) * 1000
-                    t = time.perf_counter()
-                    r = session.post(f"{url}/v1/compare", data=body, headers=headers, timeout=60)
-                    h = (time.perf_counter() - t) * 1000
-                    assert r.status_code == 200, r.text
-                    if i >= 2:
-                        direct.append(d)
-                        api.append(h)
-                print(f"### Through `make run`, {vendor}, 2 x {len(a) // 1024} + {len(b) // 1024} KB (n={n})\n")
-                print("| path | median ms | p95 ms |")
-                print("|---|---|---|")
-                print(f"| signed request straight to the sandbox | {med(direct):.1f} | {p95(direct):.1f} |")
-                print(f"| through facegate (`make run`) | {med(api):.1f} | {p95(api):.1f} |")
-                print(f"| **facegate's overhead** | **{med(api) - med(direct):.1f}** | |\n")
-        finally:
-            server.kill()
-            server.wait(timeout=10)
+        os.environ.clear()
+        os.environ.update(environ)
+        runtime = build_runtime(os.environ, log=log)
+    httpd = make_http_server(runtime.api, 0, log=log)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    try:
+        session = requests.Session()
+        for vendor, (a, b) in pairs.items():
+            cls = classes[vendor]
+            adapter = cls(cls.credentials_model(**creds[vendor]), Transport())
+            refs = [ImageRef(image=images.load_bytes(x)) for x in (a, b)]
+            body = json.dumps(
+                {
+                    "vendor": vendor,
+                    "image1": {"base64": base64.b64encode(a).decode()},
+                    "image2": {"base64": base64.b64encode(b).decode()},
+                }
+            ).encode()
+            headers = {"Content-Type": "application/json", "x-api-key": API_KEY}
+            direct, api = [], []
+            steps.rows.clear()
+            for i in range(n + 2):
+                ctx = CallContext(now=datetime.now(UTC), nonce="n", request_id="bench")
+                t = time.perf_counter()
+                adapter.compare(refs[0], refs[1], ctx)
+                d = (time.perf_counter() - t) * 1000
+                steps.start()
+                t = time.perf_counter()
+                r = session.post(f"{url}/v1/compare", data=body, headers=headers, timeout=60)
+                h = (time.perf_counter() - t) * 1000
+                steps.stop()
+                assert r.status_code == 200, r.text
+                if i >= 2:
+                    direct.append(d)
+                    api.append(h)
+            dynamo = [row.get("dynamodb", 0.0) for row in steps.rows[2:]]
+            kb = f"{len(a) // 1024} + {len(b) // 1024} KB"
+            print(f"### Through `make run`, {vendor}, 2 x {kb} (n={n})\n")
+            print("| path | median ms | p95 ms |")
+            print("|---|---|---|")
+            print(f"| signed request straight to the sandbox | {med(direct):.1f} | {p95(direct):.1f} |")
+            print(f"| through facegate (`make run`) | {med(api):.1f} | {p95(api):.1f} |")
+            print(f"| **facegate's overhead** | **{med(api) - med(direct):.1f}** | |")
+            print(
+                f"| of which emulated DynamoDB (results log and usage counters, vendor health) | {med(dynamo):.1f} | |"
+            )
+            print(f"| **overhead without DynamoDB** | **{med(api) - med(direct) - med(dynamo):.1f}** | |\n")
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        runtime.close()
+        log.close()
 
 
 def main() -> None:
