@@ -4,7 +4,9 @@ deployed), and with tracing off.
 
 Reported as a ratio to the floor every handler stands on, measured in the same run: a
 fresh interpreter importing Powertools' event handler alone. The machine is shared, so
-absolute milliseconds drift from run to run; the ratio of medians does much less.
+absolute milliseconds drift from run to run; the ratio of medians does much less, and the
+ratio of CPU time (``time.process_time``: what the import itself computed, without the
+time other processes held the core) less again.
 Also lists which heavy modules the import pulled in (they should load only when used)
 and the largest self-times of `python -X importtime` for the compare handler.
 
@@ -33,14 +35,14 @@ SCENARIOS = {
 
 PROBE = """
 import importlib.util, json, sys, time
-t = time.perf_counter()
+t, cpu = time.perf_counter(), time.process_time()
 if sys.argv[1] == "-":
     from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 else:
     spec = importlib.util.spec_from_file_location("fn", sys.argv[1])
     m = importlib.util.module_from_spec(spec); sys.modules["fn"] = m; spec.loader.exec_module(m)
-ms = (time.perf_counter() - t) * 1000
-print(json.dumps({"ms": ms, "heavy": [h for h in HEAVY if h in sys.modules]}))
+ms, cpu_ms = (time.perf_counter() - t) * 1000, (time.process_time() - cpu) * 1000
+print(json.dumps({"ms": ms, "cpu": cpu_ms, "heavy": [h for h in HEAVY if h in sys.modules]}))
 """.replace("HEAVY", repr(HEAVY))
 
 
@@ -67,18 +69,24 @@ def main() -> None:
     for scenario, scenario_env in SCENARIOS.items():
         env = BASE_ENV | scenario_env
         samples: dict[str, list[float]] = {name: [] for name in targets}
+        cpu: dict[str, list[float]] = {name: [] for name in targets}
         heavy: dict[str, list[str]] = {}
         for _ in range(runs):  # interleaved, so a burst of load on the machine hits every target alike
             for name, target in targets.items():
                 result = json.loads(probe(target, env).stdout.strip().splitlines()[-1])
                 samples[name].append(result["ms"])
+                cpu[name].append(result["cpu"])
                 heavy[name] = result["heavy"]
         floor = statistics.median(samples["event handler alone"])
+        cpu_floor = statistics.median(cpu["event handler alone"])
         print(f"{scenario}: median import time of {runs} fresh interpreters each")
-        print(f"{'target':20} {'median ms':>9} {'ratio':>6}  heavy modules loaded")
+        print(f"{'target':20} {'median ms':>9} {'ratio':>6} {'CPU ms':>7} {'ratio':>6}  heavy modules loaded")
         for name in targets:
-            ms = statistics.median(samples[name])
-            print(f"{name:20} {ms:9.0f} {ms / floor:5.2f}x  {', '.join(heavy[name]) or '-'}")
+            ms, cpu_ms = statistics.median(samples[name]), statistics.median(cpu[name])
+            print(
+                f"{name:20} {ms:9.0f} {ms / floor:5.2f}x {cpu_ms:7.0f} {cpu_ms / cpu_floor:5.2f}x  "
+                f"{', '.join(heavy[name]) or '-'}"
+            )
         print(f"\ncompare handler ({scenario}), -X importtime, largest self-times (one run):")
         print(f"{'self ms':>8} {'cumul ms':>8}  module")
         for self_us, cum_us, name in top_self_times(targets["compare"], env):

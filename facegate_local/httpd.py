@@ -30,6 +30,9 @@ def make_http_server(api: LocalApi | None, port: int, log: TextIO = sys.stderr) 
         protocol_version = "HTTP/1.1"
         server_version = "facegate-local"
         timeout = BODY_TIMEOUT_S  # a client that stops sending mid-request does not hold a thread forever
+        # The headers and the body go out in two writes: with Nagle's algorithm on, the
+        # body waits for the client's delayed ACK of the headers (~40 ms on loopback).
+        disable_nagle_algorithm = True
 
         def log_message(self, format: str, *args: Any) -> None:
             pass  # our own access log, without query strings, is written in _serve

@@ -153,3 +153,19 @@ def test_wrong_content_type_is_415(aws, call_api, no_vendor_calls):
     )
     assert (status, got["error"]["code"]) == (415, "UNSUPPORTED_MEDIA_TYPE")
     assert no_vendor_calls == []
+
+
+def test_damage_only_a_decode_sees_is_a_422_from_the_engine_not_a_500(aws, call_api):
+    """A JPEG whose structure is whole but which no decoder can read (its quantization
+    tables removed) passes the structural check (facegate.images); the built-in engine,
+    which decodes it, answers INVALID_IMAGE."""
+    data = _jpeg_bytes()
+    out, pos = bytearray(data[:2]), 2
+    while data[pos + 1] != 0xDA:  # every segment before the scan, but DQT
+        end = pos + 2 + int.from_bytes(data[pos + 2 : pos + 4])
+        if data[pos + 1] != 0xDB:
+            out += data[pos:end]
+        pos = end
+    damaged = base64.b64encode(bytes(out + data[pos:])).decode()
+    status, got = call_api("compare", "POST", "/v1/compare", {"image1": {"base64": damaged}, "image2": GOOD})
+    assert (status, got["error"]["code"]) == (422, "INVALID_IMAGE"), got

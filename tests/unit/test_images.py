@@ -193,3 +193,103 @@ def test_a_side_of_min_side_is_read_and_one_pixel_less_is_too_small(size, ok):
     else:
         with pytest.raises(InvalidImage, match="too small"):
             images.load_bytes(data)
+
+
+# --- the JPEG check walks the structure instead of decoding ------------------------------
+
+
+def _segments_without(data: bytes, marker: int) -> bytes:
+    """``data`` with every marker segment of type ``marker`` before the first scan removed."""
+    out, pos = bytearray(data[:2]), 2
+    while data[pos + 1] != 0xDA:
+        end = pos + 2 + int.from_bytes(data[pos + 2 : pos + 4])
+        if data[pos + 1] != marker:
+            out += data[pos:end]
+        pos = end
+    return bytes(out + data[pos:])
+
+
+def test_a_jpeg_cut_anywhere_is_refused(face_bytes):
+    data = face_bytes("obama.jpg")
+    for cut in [*range(3, 400, 7), *range(400, len(data) - 1, len(data) // 97), len(data) - 1]:
+        with pytest.raises(InvalidImage, match="truncated or corrupt"):
+            images.load_bytes(data[:cut])
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"progressive": True}, {"restart_marker_blocks": 4}, {"quality": 100, "subsampling": 0}, {}],
+    ids=["progressive", "restart-markers", "q100-444", "baseline"],
+)
+def test_valid_jpegs_pass_the_walk(options):
+    src = PILImage.radial_gradient("L").convert("RGB").resize((300, 200))
+    data = encode(src, "JPEG", **options)
+    img = images.load_bytes(data)
+    assert (img.width, img.height) == (300, 200)
+    assert images.load_bytes(data + b"\0trailing bytes after EOI").width == 300  # as every decoder ignores them
+
+
+def test_a_jpeg_whose_scan_comes_before_its_frame_is_refused():
+    data = encode(PILImage.new("RGB", (40, 30), (1, 2, 3)), "JPEG")
+    with pytest.raises(InvalidImage):
+        images.load_bytes(_segments_without(data, 0xC0))  # no SOF0 left
+
+
+def test_a_stray_marker_inside_the_scan_is_refused():
+    data = bytearray(encode(PILImage.radial_gradient("L").convert("RGB"), "JPEG"))
+    sos = data.index(b"\xff\xda")
+    scan = sos + 2 + int.from_bytes(data[sos + 2 : sos + 4])
+    data[scan + 10 : scan + 12] = b"\xff\xd8"  # a second SOI in the entropy-coded data
+    with pytest.raises(InvalidImage):
+        images.load_bytes(bytes(data))
+
+
+def test_damage_only_a_decode_sees_is_invalid_image_where_pixels_are_decoded():
+    # Without its quantization tables the structure is intact, so the check passes it (as
+    # a vendor taking bytes gets it); fitting or the engine decode it and must say why.
+    data = _segments_without(encode(PILImage.radial_gradient("L").convert("RGB"), "JPEG"), 0xDB)
+    img = images.load_bytes(data)
+    with pytest.raises(InvalidImage, match="truncated or corrupt"):
+        images.fit(img, images.ImageLimits(max_side=100))
+    with pytest.raises(InvalidImage, match="truncated or corrupt"):
+        _ = img.engine_rgb
+
+
+def test_plain_base64_takes_the_strict_fast_path_and_everything_else_still_decodes():
+    data = encode(PILImage.new("RGB", (32, 32), (250, 250, 250)), "JPEG")
+    text = base64.b64encode(data).decode()
+    assert images.decode_base64(text) == data
+    assert images.decode_base64(f"  data:image/jpeg;base64,{text}\n") == data
+    assert images.decode_base64(text.rstrip("=")) == data
+    for bad in ("not base64!", text[:-4] + "@@@@", "é" + text):
+        with pytest.raises(InvalidImage, match="not valid base64"):
+            images.decode_base64(bad)
+    with pytest.raises(InvalidImage, match="empty"):
+        images.decode_base64("")
+
+
+def _with_frame(data: bytes, *, marker: int | None = None, size: tuple[int, int] | None = None) -> bytes:
+    """``data`` with its frame header's marker or (width, height) rewritten."""
+    out = bytearray(data)
+    sof = next(i for i in range(2, len(out) - 1) if out[i] == 0xFF and out[i + 1] in (0xC0, 0xC1, 0xC2))
+    if marker is not None:
+        out[sof + 1] = marker
+    if size is not None:
+        out[sof + 5 : sof + 9] = size[1].to_bytes(2) + size[0].to_bytes(2)
+    return bytes(out)
+
+
+def test_a_jpeg_s_size_is_its_frame_header_s_and_the_pixel_cap_holds_without_a_decode():
+    data = encode(PILImage.new("RGB", (64, 48), (5, 6, 7)), "JPEG")
+    assert (images.load_bytes(data).width, images.load_bytes(data).height) == (64, 48)
+    with pytest.raises(ImageTooLarge, match="megapixels"):
+        images.load_bytes(_with_frame(data, size=(6000, 5000)))
+    with pytest.raises(InvalidImage):
+        images.load_bytes(_with_frame(data, size=(64, 0)))  # a height left to a DNL marker
+
+
+@pytest.mark.parametrize("marker", [0xC3, 0xC9, 0xCA], ids=["lossless", "arithmetic", "arithmetic-progressive"])
+def test_jpeg_codings_no_decoder_here_reads_are_refused(marker):
+    data = encode(PILImage.new("RGB", (64, 48), (5, 6, 7)), "JPEG")
+    with pytest.raises(UnsupportedImageFormat):
+        images.load_bytes(_with_frame(data, marker=marker))

@@ -224,3 +224,17 @@ def test_the_zoloz_response_window_reaches_every_call_context():
     service = Service(cfg, store=object(), health=MemoryHealthBook())  # type: ignore[arg-type]
     context = service._ctx(Call(Operation.COMPARE, Caller("req-1")), Planned(ZolozVendor, None))
     assert context.response_max_skew_s == 42
+
+
+def test_an_image_s_base64_never_reaches_a_repr():
+    # Powertools formats the route's arguments into a debug message on every request:
+    # the image text must not be in it (privacy), nor cost a megabyte-long repr.
+    from facegate.models import CompareRequest
+
+    text = "SECRETIMAGE" + "A" * 4000 + "=="
+    req = CompareRequest.model_validate(
+        {"vendor": "shuxun", "image1": {"base64": text}, "image2": {"url": "https://example.com/b.jpg"}}
+    )
+    assert "SECRETIMAGE" not in repr(req) and "SECRETIMAGE" not in str(req)
+    assert len(repr(req)) < 400
+    assert req.image1.base64 == text

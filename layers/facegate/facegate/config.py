@@ -47,7 +47,7 @@ from collections.abc import Mapping
 from functools import cache
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from facegate.models import VENDOR_IDS, SecurityLevel, VendorId
 from facegate.vendors.base import RESPONSE_MAX_SKEW_S
@@ -66,11 +66,15 @@ def _json(v: object) -> object:
 
 
 class Timeout(BaseModel):
+    model_config = ConfigDict(defer_build=True)  # built on first use, not at import
+
     connect: float = Field(default=3.05, gt=0, le=10)
     read: float = Field(default=10.0, gt=0, le=28)
 
 
 class Settings(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     stage: str = "dev"
     results_table: str = "facegate-results"
     default_vendor: VendorId = "local"

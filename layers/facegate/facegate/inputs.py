@@ -1,11 +1,11 @@
-"""A request's images: where their bytes come from, decoded once, fitted to each vendor.
+"""A request's images: where their bytes come from, checked once, fitted to each vendor.
 
 The service hands over the request's ``ImageInput``s with the vendors it may call, and
 then asks only for one vendor's ``ImageRef``s (``RequestImages.refs_for``). Everything
 about getting an image is here: base64 text; S3 objects (which buckets and prefixes a
 stage reads, botocore's errors as the contract's); URLs, fetched through the guarded
-fetcher (``facegate.fetch``) only once a vendor needs their bytes; one decode and check
-by content (``facegate.images``); the SHA-256 fingerprints the results log keeps; and
+fetcher (``facegate.fetch``) only once a vendor needs their bytes; one check by content
+(``facegate.images``); the SHA-256 fingerprints the results log keeps; and
 fitting to a vendor's limits, splitting a per-call byte cap between the images.
 
 Every image is checked before any vendor is called; boto3 is imported only when an S3

@@ -109,7 +109,9 @@ class ImageInput(Strict):
 
     model_config = ConfigDict(json_schema_extra=_exactly_one_image_schema)
 
-    base64: str | None = None
+    # Not in repr: Powertools formats the route's arguments into a debug message on every
+    # request, logged or not (megabytes of text, ~5 ms; and an image must never reach a log).
+    base64: str | None = Field(default=None, repr=False)
     # The pattern only tells the spec what ``_https`` checks (JSON Schema applies it to strings only).
     url: Annotated[str, StringConstraints(min_length=1, max_length=2048)] | None = Field(
         default=None, json_schema_extra={"pattern": "^[hH][tT][tT][pP][sS]?://"}

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 class ConsensusVote(BaseModel):
     """One vendor's part in a consensus compare, as logged."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # built on first use, not at import
 
     vendor: str
     decision: Decision | None = None
@@ -85,7 +85,7 @@ class ResultView(BaseModel):
     """What GET /v1/results/{request_id} answers: the record without its internal fields."""
 
     # A field the model does not know is an error, never silently dropped.
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # built on first use, not at import
 
     request_id: str
     operation: Operation

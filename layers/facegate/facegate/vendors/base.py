@@ -33,7 +33,7 @@ class Credentials(BaseModel):
     # purpose: a secret is an operator's JSON that may carry more than this vendor reads (the
     # stack's placeholder's "configured", face2's optional keys, notes), and refusing it would
     # take the vendor out of service over a field nobody uses; the fields read are validated.
-    model_config = ConfigDict(extra="ignore", frozen=True, hide_input_in_errors=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, hide_input_in_errors=True, defer_build=True)
     endpoint: str | None = None
 
     def __repr__(self) -> str:  # secrets never reach a log through repr()
