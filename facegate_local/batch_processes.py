@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-import subprocess
+import subprocess  # nosec B404
 import sys
 import time
 from pathlib import Path
@@ -90,7 +90,7 @@ class MotoServer:
 
     def __init__(self) -> None:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-        self.proc = subprocess.Popen(  # noqa: S603 - this interpreter, our own script
+        self.proc = subprocess.Popen(  # noqa: S603 - this interpreter, our own script  # nosec B603
             [sys.executable, "-c", _SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
         )
         assert self.proc.stdout is not None
@@ -104,7 +104,7 @@ class MotoServer:
         return {
             "AWS_ENDPOINT_URL": self.url,
             "AWS_ACCESS_KEY_ID": "local",
-            "AWS_SECRET_ACCESS_KEY": "local",  # a placeholder
+            "AWS_SECRET_ACCESS_KEY": "local",  # a placeholder, never a real key  # nosec B105
             "AWS_EC2_METADATA_DISABLED": "true",
         }
 
