@@ -285,6 +285,7 @@ def through_make_run(pairs: dict[str, tuple[bytes, bytes]], creds: dict[str, dic
     from facegate.vendors.base import CallContext, ImageRef
     from facegate.vendors.kuaidi100 import Kuaidi100Vendor
     from facegate.vendors.shuxun import ShuxunVendor
+    from facegate_local.batch import reset_caches
     from facegate_local.server import build_runtime, make_http_server
 
     classes = {"shuxun": ShuxunVendor, "kuaidi100": Kuaidi100Vendor}
@@ -301,6 +302,9 @@ def through_make_run(pairs: dict[str, tuple[bytes, bytes]], creds: dict[str, dic
         }
         os.environ.clear()
         os.environ.update(environ)
+        # The in-process run's settings, service and store (its own table, its own moto) are
+        # cached in this process: rebuilt from make run's environment, as a new container would.
+        reset_caches()
         runtime = build_runtime(os.environ, log=log)
     httpd = make_http_server(runtime.api, 0, log=log)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
