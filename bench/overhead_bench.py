@@ -265,13 +265,16 @@ def in_process(pairs: dict[str, tuple[bytes, bytes]], creds: dict[str, dict], n:
 
 def dynamodb_timer(steps: Steps) -> None:
     """facegate's DynamoDB work (the results log and its usage counters, the vendor health
-    book), timed as the step "dynamodb"."""
+    book, the latency samples), timed as the step "dynamodb"."""
     from facegate.health import DynamoHealthBook
+    from facegate.latency import DynamoLatencyBook
     from facegate.store import ResultsStore
 
     steps.wrap(ResultsStore, "put", "dynamodb")
     for method in ("_read", "_claim_probe", "record_success", "record_failure"):
         steps.wrap(DynamoHealthBook, method, "dynamodb")
+    for method in ("_read", "_write"):  # the fastest strategy's latency samples, one write per answer
+        steps.wrap(DynamoLatencyBook, method, "dynamodb")
 
 
 def through_make_run(pairs: dict[str, tuple[bytes, bytes]], creds: dict[str, dict], n: int) -> None:
@@ -348,7 +351,8 @@ def through_make_run(pairs: dict[str, tuple[bytes, bytes]], creds: dict[str, dic
             print(f"| through facegate (`make run`) | {med(api):.1f} | {p95(api):.1f} |")
             print(f"| **facegate's overhead** | **{med(api) - med(direct):.1f}** | |")
             print(
-                f"| of which emulated DynamoDB (results log and usage counters, vendor health) | {med(dynamo):.1f} | |"
+                "| of which emulated DynamoDB (results log and usage counters, vendor health, latency samples) "
+                f"| {med(dynamo):.1f} | |"
             )
             print(f"| **overhead without DynamoDB** | **{med(api) - med(direct) - med(dynamo):.1f}** | |\n")
     finally:
