@@ -15,7 +15,9 @@ dimension combination as a metric of its own.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from types import ModuleType
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -25,6 +27,21 @@ from aws_lambda_powertools.tracing.base import BaseProvider, BaseSegment
 # and the vendors' HTTP client. Powertools' default patches every library X-Ray knows that
 # is installed, importing each one (sqlite3, httplib, ...) at cold start.
 TRACED_MODULES = ("botocore", "requests")
+
+# X-Ray patches each library when the package that makes its clients or sessions is first
+# imported, not at init. X-Ray's patches wrap methods of the classes (botocore's
+# ``BaseClient._make_api_call``, requests' ``Session.request``), so every call made after that
+# import is traced, whichever client or session makes it. botocore's clients are made through
+# boto3 (ours, and Powertools' parameters and idempotency): botocore itself cannot be the
+# trigger, Powertools imports the package at init for its user agent, and a submodule
+# (``botocore.client``) cannot either: its hook runs before the package has the attribute
+# X-Ray's patch reads.
+PATCHED_WHEN_IMPORTED = {"botocore": "boto3", "requests": "requests"}
+
+# Lambda's initialisation types that run the init ahead of any request (SnapStart's snapshot
+# at publish time; provisioned concurrency before traffic): there the patches, and the imports
+# they need, are done at init, so that they cost no caller.
+INIT_AHEAD_OF_REQUESTS = ("snap-start", "provisioned-concurrency")
 
 
 class NoTracing(BaseProvider):
@@ -57,11 +74,38 @@ class NoTracing(BaseProvider):
 def make_tracer() -> Tracer:
     """The X-Ray tracer when tracing is on (in Lambda, POWERTOOLS_TRACE_DISABLED not
     true: the template's ``Tracing: Active``), built at init as Powertools does, since the
-    first request's segment and the patched SDK need it; else one that never imports
-    the X-Ray SDK. "On" is Powertools' own rule (``Tracer._is_tracer_disabled``)."""
+    first request's segment needs it; else one that never imports the X-Ray SDK. "On" is
+    Powertools' own rule (``Tracer._is_tracer_disabled``).
+
+    Traced, botocore and requests are patched when the process first imports them
+    (``patch_when_imported``), not here: untraced, they are imported only by the first
+    request that needs them, and importing them at init only to patch them was most of a
+    traced handler's import (bench/RESULTS.md, "Handler cold start"). The time moves to that
+    first request; it is not saved (see ``patch_when_imported`` for SnapStart)."""
     if Tracer._is_tracer_disabled():
         return Tracer(service="facegate", disabled=True, provider=NoTracing())
-    return Tracer(service="facegate", patch_modules=TRACED_MODULES)
+    traced = Tracer(service="facegate", auto_patch=False)
+    patch_when_imported(traced, TRACED_MODULES)
+    return traced
+
+
+def patch_when_imported(traced: Tracer, modules: tuple[str, ...]) -> None:
+    """Patch each of ``modules`` for X-Ray as soon as it is imported (at once if it already
+    is): one import hook per library, so no call site needs to remember it. In an init that
+    runs ahead of requests (SnapStart, provisioned concurrency) they are imported now, so the
+    snapshot or the ready container holds them patched."""
+    import importlib
+
+    import wrapt  # the X-Ray SDK's own dependency, imported with it
+
+    def patcher(name: str) -> Callable[[ModuleType], None]:
+        return lambda _: traced.patch(modules=[name])
+
+    for module in modules:
+        wrapt.register_post_import_hook(patcher(module), PATCHED_WHEN_IMPORTED[module])
+    if os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") in INIT_AHEAD_OF_REQUESTS:
+        for module in modules:
+            importlib.import_module(PATCHED_WHEN_IMPORTED[module])
 
 
 logger = Logger(service="facegate")

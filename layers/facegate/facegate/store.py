@@ -64,7 +64,7 @@ class ConsensusVote(BaseModel):
 class PrescreenNote(BaseModel):
     """What pre-screening (facegate.prescreen) did for a call, as logged."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # built on first use, not at import
 
     outcome: Literal["passed", "refused", "skipped"]
     check: str | None = Field(
