@@ -21,7 +21,11 @@ interpreter). Traced, the invocation carries a sampled ``_X_AMZN_TRACE_ID``, as 
 sets it, so the X-Ray SDK records and emits (UDP to the default daemon address, where
 nothing listens) the handler's, DynamoDB's, Secrets Manager's and the vendor's subsegments.
 
-Run: .venv/bin/python bench/cold_start.py [runs]
+Run: .venv/bin/python bench/cold_start.py [runs] [--against TREE]
+
+``--against TREE`` (e.g. a ``git archive`` of the commit before a change, extracted) also
+measures that tree's compare handler, import and import + first request, in the same
+interleaved loop: on a shared machine the honest before/after.
 """
 
 from __future__ import annotations
@@ -155,9 +159,9 @@ def _env(key: str, value: str) -> Iterator[None]:
             os.environ[key] = old
 
 
-def first_request(env: dict[str, str], event_file: str) -> dict:
+def first_request(tree: Path, env: dict[str, str], event_file: str) -> dict:
     out = subprocess.run(
-        [sys.executable, "-c", FIRST_REQUEST_PROBE, str(ROOT / "functions" / "compare" / "app.py"), event_file],
+        [sys.executable, "-c", FIRST_REQUEST_PROBE, str(tree / "functions" / "compare" / "app.py"), event_file],
         capture_output=True,
         text=True,
         env=env,
@@ -187,51 +191,65 @@ def top_self_times(target: str, env: dict[str, str], n: int = 12) -> list[tuple[
 
 
 def main() -> None:
-    runs = int(sys.argv[1]) if len(sys.argv) > 1 else RUNS
-    targets = {"event handler alone": "-"} | {op: str(ROOT / "functions" / op / "app.py") for op in OPS}
-    for scenario, scenario_env in SCENARIOS.items():
-        env = BASE_ENV | scenario_env
-        samples: dict[str, list[float]] = {name: [] for name in targets}
-        cpu: dict[str, list[float]] = {name: [] for name in targets}
-        heavy: dict[str, list[str]] = {}
-        for _ in range(runs):  # interleaved, so a burst of load on the machine hits every target alike
-            for name, target in targets.items():
-                result = json.loads(probe(target, env).stdout.strip().splitlines()[-1])
-                samples[name].append(result["ms"])
-                cpu[name].append(result["cpu"])
-                heavy[name] = result["heavy"]
-        floor = statistics.median(samples["event handler alone"])
-        cpu_floor = statistics.median(cpu["event handler alone"])
-        print(f"{scenario}: median import time of {runs} fresh interpreters each")
-        print(f"{'target':20} {'median ms':>9} {'ratio':>6} {'CPU ms':>7} {'ratio':>6}  heavy modules loaded")
-        for name in targets:
-            ms, cpu_ms = statistics.median(samples[name]), statistics.median(cpu[name])
+    args = sys.argv[1:]
+    against = Path(args.pop(args.index("--against") + 1)).resolve() if "--against" in args else None
+    args = [a for a in args if a != "--against"]
+    runs = int(args[0]) if args else RUNS
+    # name -> (handler file, or "-" for the floor; the tree whose facegate it imports)
+    targets = {"event handler alone": ("-", ROOT)} | {op: (str(ROOT / "functions" / op / "app.py"), ROOT) for op in OPS}
+    trees = {"": ROOT}
+    if against is not None:  # the same handler of another tree, measured in the same interleaved loop
+        targets["before: compare"] = (str(against / "functions" / "compare" / "app.py"), against)
+        trees["before: "] = against
+    with first_request_stage() as (stage_env, event_file):
+        for scenario, scenario_env in SCENARIOS.items():
+            env = BASE_ENV | scenario_env
+
+            def env_of(tree: Path, env: dict[str, str] = env) -> dict[str, str]:
+                return env | {"PYTHONPATH": str(tree / "layers" / "facegate")}
+
+            first_env = stage_env | ({"_X_AMZN_TRACE_ID": TRACE_ID} if "LAMBDA_TASK_ROOT" in scenario_env else {})
+            samples: dict[str, list[float]] = {name: [] for name in targets}
+            cpu: dict[str, list[float]] = {name: [] for name in targets}
+            heavy: dict[str, list[str]] = {}
+            first: dict[str, list[dict]] = {prefix: [] for prefix in trees}
+            for _ in range(runs):  # interleaved, so a burst of load on the machine hits every target alike
+                for name, (target, tree) in targets.items():
+                    result = json.loads(probe(target, env_of(tree)).stdout.strip().splitlines()[-1])
+                    samples[name].append(result["ms"])
+                    cpu[name].append(result["cpu"])
+                    heavy[name] = result["heavy"]
+                for prefix, tree in trees.items():
+                    first[prefix].append(first_request(tree, env_of(tree) | first_env, event_file))
+            floor = statistics.median(samples["event handler alone"])
+            cpu_floor = statistics.median(cpu["event handler alone"])
+            print(f"{scenario}: median import time of {runs} fresh interpreters each")
+            print(f"{'target':24} {'median ms':>9} {'ratio':>6} {'CPU ms':>7} {'ratio':>6}  heavy modules loaded")
+            for name in targets:
+                ms, cpu_ms = statistics.median(samples[name]), statistics.median(cpu[name])
+                print(
+                    f"{name:24} {ms:9.0f} {ms / floor:5.2f}x {cpu_ms:7.0f} {cpu_ms / cpu_floor:5.2f}x  "
+                    f"{', '.join(heavy[name]) or '-'}"
+                )
             print(
-                f"{name:20} {ms:9.0f} {ms / floor:5.2f}x {cpu_ms:7.0f} {cpu_ms / cpu_floor:5.2f}x  "
-                f"{', '.join(heavy[name]) or '-'}"
+                f"\ncompare handler ({scenario}), import + first request (a Shuxun compare), ratio to the same floor:"
             )
-        first = []
-        with first_request_stage() as (stage_env, event_file):
-            if "LAMBDA_TASK_ROOT" in scenario_env:
-                stage_env = stage_env | {"_X_AMZN_TRACE_ID": TRACE_ID}
-            for _ in range(runs):
-                first.append(first_request(env | stage_env, event_file))
-        print(f"\ncompare handler ({scenario}), import + first request (a Shuxun compare), {runs} fresh interpreters:")
-        print(f"{'':20} {'median ms':>9} {'ratio':>6} {'CPU ms':>7} {'ratio':>6}")
-        for label, keys in (
-            ("import", ("import",)),
-            ("first request", ("first",)),
-            ("import + first", ("import", "first")),
-        ):
-            ms = statistics.median(sum(r[k] for k in keys) for r in first)
-            cpu_ms = statistics.median(sum(r[k + "_cpu"] for k in keys) for r in first)
-            print(f"{label:20} {ms:9.0f} {ms / floor:5.2f}x {cpu_ms:7.0f} {cpu_ms / cpu_floor:5.2f}x")
-        print(f"heavy modules loaded after the first request: {', '.join(first[-1]['heavy'])}")
-        print(f"\ncompare handler ({scenario}), -X importtime, largest self-times (one run):")
-        print(f"{'self ms':>8} {'cumul ms':>8}  module")
-        for self_us, cum_us, name in top_self_times(targets["compare"], env):
-            print(f"{self_us / 1000:8.1f} {cum_us / 1000:8.1f}  {name}")
-        print()
+            print(f"{'':24} {'median ms':>9} {'ratio':>6} {'CPU ms':>7} {'ratio':>6}")
+            for prefix, rows in first.items():
+                for label, keys in (
+                    ("import", ("import",)),
+                    ("first request", ("first",)),
+                    ("import + first", ("import", "first")),
+                ):
+                    ms = statistics.median(sum(r[k] for k in keys) for r in rows)
+                    cpu_ms = statistics.median(sum(r[k + "_cpu"] for k in keys) for r in rows)
+                    print(f"{prefix + label:24} {ms:9.0f} {ms / floor:5.2f}x {cpu_ms:7.0f} {cpu_ms / cpu_floor:5.2f}x")
+                print(f"{prefix}heavy modules loaded after the first request: {', '.join(rows[-1]['heavy'])}")
+            print(f"\ncompare handler ({scenario}), -X importtime, largest self-times (one run):")
+            print(f"{'self ms':>8} {'cumul ms':>8}  module")
+            for self_us, cum_us, name in top_self_times(targets["compare"][0], env):
+                print(f"{self_us / 1000:8.1f} {cum_us / 1000:8.1f}  {name}")
+            print()
 
 
 if __name__ == "__main__":
