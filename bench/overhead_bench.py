@@ -21,6 +21,9 @@ process's interpreter lock.
    process (the client only waits on its socket meanwhile), so that its DynamoDB calls
    (results log, usage counters, vendor health: moto) can be timed and reported apart.
 
+Both parts also count every DynamoDB API call a request makes (botocore's ``_make_api_call``
+wrapped: operation and table), a figure the machine's load does not move.
+
 Paths are interleaved request by request, so a burst of load on the shared machine hits
 both alike; the figure is the difference of medians of one run.
 
@@ -39,7 +42,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -101,6 +104,8 @@ class Steps:
         self.rows: list[dict[str, float]] = []
         self.current: dict[str, float] | None = None
         self.active: set[str] = set()
+        self.calls: list[Counter[tuple[str, str]]] = []  # per request: (operation, table) -> calls
+        self.current_calls: Counter[tuple[str, str]] = Counter()
 
     def wrap(self, owner, attr: str, step: str) -> None:
         original = getattr(owner, attr)
@@ -121,11 +126,45 @@ class Steps:
 
     def start(self) -> None:
         self.current = defaultdict(float)
+        self.current_calls = Counter()
 
     def stop(self) -> None:
         assert self.current is not None
         self.rows.append(dict(self.current))
+        self.calls.append(self.current_calls)
         self.current = None
+
+    def clear(self) -> None:
+        self.rows.clear()
+        self.calls.clear()
+
+    def count_dynamodb_calls(self) -> None:
+        """Count each DynamoDB API call made while a request is timed, by operation and table
+        (whichever thread makes it: make run's server runs on a thread of this process)."""
+        from botocore.client import BaseClient
+
+        original = BaseClient._make_api_call
+
+        def counted(client, operation: str, params: dict):
+            if self.current is not None and client.meta.service_model.service_name == "dynamodb":
+                tables = [params["TableName"]] if "TableName" in params else sorted(params.get("RequestItems", {}))
+                for table in tables:
+                    self.current_calls[(operation, table)] += 1
+            return original(client, operation, params)
+
+        BaseClient._make_api_call = counted
+
+    def print_calls(self, skip: int) -> None:
+        """The DynamoDB calls per request (mean over the measured requests), by operation and table."""
+        calls = self.calls[skip:]
+        total: Counter[tuple[str, str]] = Counter()
+        for c in calls:
+            total.update(c)
+        print("| DynamoDB call (operation, table) | calls per request |")
+        print("|---|---|")
+        for (operation, table), k in sorted(total.items()):
+            print(f"| {operation} {table} | {k / len(calls):.2f} |")
+        print(f"| **all DynamoDB calls** | **{sum(total.values()) / len(calls):.2f}** |\n")
 
 
 STEPS = (
@@ -172,6 +211,7 @@ def in_process(pairs: dict[str, tuple[bytes, bytes]], creds: dict[str, dict], n:
 
     classes = {"shuxun": ShuxunVendor, "kuaidi100": Kuaidi100Vendor}
     steps = Steps()
+    steps.count_dynamodb_calls()
     steps.wrap(request_body, "checked_event", "checked_event")
     steps.wrap(images, "decode_base64", "b64")
     steps.wrap(images, "load_bytes", "check")
@@ -211,7 +251,7 @@ def in_process(pairs: dict[str, tuple[bytes, bytes]], creds: dict[str, dict], n:
             )
             parsed = json.loads(body)
             direct, total, validate = [], [], []
-            steps.rows.clear()
+            steps.clear()
             for i in range(n + 2):  # the first two warm both paths up
                 ctx = CallContext(now=datetime.now(UTC), nonce="n", request_id="bench")
                 steps.current = None
@@ -261,6 +301,7 @@ def in_process(pairs: dict[str, tuple[bytes, bytes]], creds: dict[str, dict], n:
             print(f"| **overhead without the DynamoDB write** | **{med(total) - med(direct) - put:.2f}** |")
             print(f"| facegate's own time per request (handler less build, send, parse) | {med(own):.2f} |")
             print(f"| **the same, without the DynamoDB write** | **{med(own_less_put):.2f}** |\n")
+            steps.print_calls(skip=2)
 
 
 def dynamodb_timer(steps: Steps) -> None:
@@ -273,7 +314,7 @@ def dynamodb_timer(steps: Steps) -> None:
     steps.wrap(ResultsStore, "put", "dynamodb")
     for method in ("_read", "_claim_probe", "record_success", "record_failure"):
         steps.wrap(DynamoHealthBook, method, "dynamodb")
-    for method in ("_read", "_write"):  # the fastest strategy's latency samples, one write per answer
+    for method in ("_read", "_write"):  # the fastest strategy's latency samples, one write per sample interval
         steps.wrap(DynamoLatencyBook, method, "dynamodb")
 
 
@@ -293,6 +334,7 @@ def through_make_run(pairs: dict[str, tuple[bytes, bytes]], creds: dict[str, dic
 
     classes = {"shuxun": ShuxunVendor, "kuaidi100": Kuaidi100Vendor}
     steps = Steps()
+    steps.count_dynamodb_calls()
     dynamodb_timer(steps)
     log = open(os.environ.get("BENCH_SERVER_LOG", os.devnull), "w")  # noqa: SIM115 - closed below
     with tempfile.NamedTemporaryFile("w", suffix=".json") as f:
@@ -327,7 +369,7 @@ def through_make_run(pairs: dict[str, tuple[bytes, bytes]], creds: dict[str, dic
             ).encode()
             headers = {"Content-Type": "application/json", "x-api-key": API_KEY}
             direct, api = [], []
-            steps.rows.clear()
+            steps.clear()
             for i in range(n + 2):
                 ctx = CallContext(now=datetime.now(UTC), nonce="n", request_id="bench")
                 t = time.perf_counter()
@@ -355,6 +397,7 @@ def through_make_run(pairs: dict[str, tuple[bytes, bytes]], creds: dict[str, dic
                 f"| {med(dynamo):.1f} | |"
             )
             print(f"| **overhead without DynamoDB** | **{med(api) - med(direct) - med(dynamo):.1f}** | |\n")
+            steps.print_calls(skip=2)
     finally:
         httpd.shutdown()
         httpd.server_close()

@@ -1,6 +1,7 @@
 """Observed latencies in the state table behave as the in-memory book's, are shared by
-containers, cost one write per answer with no read before it, and live beside the
-cooldown items without disturbing them."""
+containers, cost one write per sampled answer with no read before it (at most one per vendor
+per container per sample interval), and live beside the cooldown items without disturbing
+them. Tests that count samples write every answer (``sample_interval_s=0``)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from moto import mock_aws
 
 from facegate.health import CooldownPolicy, DynamoHealthBook
 from facegate.latency import DynamoLatencyBook, MemoryLatencyBook
+
+EVERY = {"sample_interval_s": 0.0}  # every answer written
 
 
 class Clock:
@@ -36,8 +39,8 @@ def table(monkeypatch):
 
 def test_the_dynamo_book_answers_as_the_memory_book(table):
     clock = Clock()
-    dynamo = DynamoLatencyBook(table, slots=4, clock=clock, rng=random.Random(9))
-    memory = MemoryLatencyBook(slots=4, clock=clock, rng=random.Random(9))
+    dynamo = DynamoLatencyBook(table, slots=4, clock=clock, rng=random.Random(9), **EVERY)
+    memory = MemoryLatencyBook(slots=4, clock=clock, rng=random.Random(9), **EVERY)
     for vendor, ms in [("a", 300), ("b", 120.25), ("a", 310), ("a", 5000), ("a", 290), ("a", 305), ("b", 99)]:
         dynamo.record(vendor, ms)
         memory.record(vendor, ms)
@@ -48,7 +51,8 @@ def test_the_dynamo_book_answers_as_the_memory_book(table):
 
 
 def test_containers_share_the_samples(table):
-    one, two = DynamoLatencyBook(table, rng=random.Random(1)), DynamoLatencyBook(table, rng=random.Random(2))
+    one = DynamoLatencyBook(table, rng=random.Random(1), **EVERY)
+    two = DynamoLatencyBook(table, rng=random.Random(2), **EVERY)
     one.record("zoloz", 100)
     two.record("zoloz", 200)
     two.record("zoloz", 300)
@@ -56,19 +60,30 @@ def test_containers_share_the_samples(table):
     assert (seen.calls, seen.median_ms) == (3, 200)
 
 
-def test_one_write_per_answer_and_no_read_before_it(table):
-    book = DynamoLatencyBook(table, rng=random.Random(4))
+def test_one_write_per_sampled_answer_and_no_read_before_it(table):
+    clock = Clock()
+    book = DynamoLatencyBook(table, rng=random.Random(4), clock=clock, sample_interval_s=1.0)
     calls = []
     for name in ("update_item", "get_item", "put_item"):
         original = getattr(book.table, name)
         setattr(book.table, name, lambda _o=original, _n=name, **kw: calls.append(_n) or _o(**kw))
     book.record("shuxun", 42)
     assert calls == ["update_item"]
+    book.record("shuxun", 43)  # within the interval: no DynamoDB call at all
+    book.record("kuaidi100", 44)  # another vendor: its own interval
+    assert calls == ["update_item", "update_item"]
+    clock.t += 1.0
+    book.record("shuxun", 45)
+    assert calls == ["update_item"] * 3
+    assert sorted(DynamoLatencyBook(table)._read(["shuxun"])["shuxun"]) == [
+        (42.0, Clock.t),
+        (45.0, Clock.t + 1.0),
+    ]
 
 
 def test_reads_are_cached_per_container(table, monkeypatch):
     monkeypatch.setattr(DynamoLatencyBook, "CACHE_S", 60.0)
-    reader, writer = DynamoLatencyBook(table), DynamoLatencyBook(table)
+    reader, writer = DynamoLatencyBook(table), DynamoLatencyBook(table, **EVERY)
     writer.record("face2", 100)
     assert reader.observed(["face2"])["face2"].calls == 1
     writer.record("face2", 100)
@@ -80,7 +95,7 @@ def test_latency_items_sit_beside_cooldown_items_without_touching_them(table):
     DynamoHealthBook.CACHE_S = 0.0
     clock = Clock()
     health = DynamoHealthBook(table, CooldownPolicy(failures=1), clock=clock)
-    latency = DynamoLatencyBook(table, clock=clock)
+    latency = DynamoLatencyBook(table, clock=clock, **EVERY)
     latency.record("zoloz", 150)
     assert health.health("zoloz").state == "closed"
     health.record_failure("zoloz")

@@ -1,13 +1,22 @@
 """The observed-latency book: each container writes its answers round robin into a vendor's
-slots; the estimate is the median of the recent ones."""
+slots, at most one per vendor per sample interval; the estimate is the median of the recent
+ones. Tests about the slots and the median write every answer (``sample_interval_s=0``)."""
 
 from __future__ import annotations
 
 import random
+import sys
+import threading
+import time
+from collections import Counter
 
 import pytest
+from pydantic import ValidationError
 
-from facegate.latency import MAX_AGE_S, SLOTS, MemoryLatencyBook
+from facegate.config import Settings
+from facegate.latency import MAX_AGE_S, SAMPLE_INTERVAL_S, SLOTS, MemoryLatencyBook
+
+EVERY = {"sample_interval_s": 0.0}  # every answer written
 
 
 class Clock:
@@ -19,11 +28,13 @@ class Clock:
 
 
 def test_the_documented_defaults():
-    assert (SLOTS, MAX_AGE_S) == (8, 24 * 3600.0)
+    assert (SLOTS, MAX_AGE_S, SAMPLE_INTERVAL_S) == (8, 24 * 3600.0, 1.0)
+    assert Settings().latency_sample_interval_s == SAMPLE_INTERVAL_S
+    assert MemoryLatencyBook().sample_interval_s == SAMPLE_INTERVAL_S
 
 
 def test_one_container_keeps_exactly_its_last_answers():
-    book = MemoryLatencyBook(slots=4, rng=random.Random(3))
+    book = MemoryLatencyBook(slots=4, rng=random.Random(3), **EVERY)
     for ms in (1000, 1000, 1000, 10, 20, 30, 40):
         book.record("v", ms)
     seen = book.observed(["v"])["v"]
@@ -31,7 +42,7 @@ def test_one_container_keeps_exactly_its_last_answers():
 
 
 def test_the_median_is_not_moved_by_one_slow_answer():
-    book = MemoryLatencyBook(rng=random.Random(3))
+    book = MemoryLatencyBook(rng=random.Random(3), **EVERY)
     for ms in (100, 110, 9000, 105, 95):
         book.record("v", ms)
     assert book.observed(["v"])["v"].median_ms == 105
@@ -62,18 +73,125 @@ def test_an_old_sample_does_not_count_beside_recent_ones():
     assert (seen.calls, seen.median_ms) == (1, 100)
 
 
-def test_the_sample_rate_skips_writes():
-    never = MemoryLatencyBook(sample_rate=0.0)
-    never.record("v", 10)
-    assert never.observed(["v"]) == {}
-    always = MemoryLatencyBook(sample_rate=1.0, slots=64)
-    for _ in range(20):
-        always.record("v", 10)
-    assert always.observed(["v"])["v"].calls == 20
-    half = MemoryLatencyBook(sample_rate=0.5, slots=1000, rng=random.Random(5))
-    for _ in range(400):
-        half.record("v", 10)
-    assert 150 < half.observed(["v"])["v"].calls < 250
+def test_each_vendor_fills_all_its_slots_whatever_the_others_do():
+    # Two vendors answering in turn: each keeps its own last 4, not every other slot.
+    book = MemoryLatencyBook(slots=4, rng=random.Random(0), **EVERY)
+    for ms in (1000, 1000, 1000, 1000, 10, 20, 30, 40):
+        book.record("a", ms)
+        book.record("b", ms + 1)
+    assert sorted(ms for ms, _ in book._samples["a"].values()) == [10, 20, 30, 40]
+    assert sorted(ms for ms, _ in book._samples["b"].values()) == [11, 21, 31, 41]
+
+
+class Counting(MemoryLatencyBook):
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.writes: list[tuple[str, float, float]] = []  # (vendor, ms, when)
+
+    def _write(self, vendor, slot, sample):
+        self.writes.append((vendor, *sample))
+        super()._write(vendor, slot, sample)
+
+
+def test_one_sample_per_vendor_per_interval():
+    clock = Clock()
+    book = Counting(clock=clock, sample_interval_s=2.0)
+    book.record("v", 100)  # the vendor's first answer is written
+    clock.t += 1.999
+    book.record("v", 200)  # within the interval: not written
+    clock.t += 0.001
+    book.record("v", 300)  # the interval is over: written
+    book.record("v", 400)  # and the next interval starts at that write
+    assert book.writes == [("v", 100, 1_000_000.0), ("v", 300, 1_000_002.0)]
+    seen = book.observed(["v"])["v"]
+    assert (seen.calls, seen.median_ms) == (2, 200)
+
+
+def test_vendors_are_sampled_independently():
+    clock = Clock()
+    book = Counting(clock=clock, sample_interval_s=1.0)
+    book.record("a", 10)
+    book.record("b", 20)
+    clock.t += 0.5
+    book.record("a", 11)
+    book.record("b", 21)
+    book.record("c", 30)
+    clock.t += 0.5
+    book.record("a", 12)
+    book.record("c", 31)
+    assert [(v, ms) for v, ms, _ in book.writes] == [("a", 10), ("b", 20), ("c", 30), ("a", 12)]
+
+
+def test_an_interval_of_zero_writes_every_answer():
+    book = Counting(clock=Clock(), sample_interval_s=0.0, slots=64)
+    for ms in range(20):
+        book.record("v", ms)
+    assert len(book.writes) == 20
+    assert book.observed(["v"])["v"].calls == 20
+
+
+def test_off_writes_nothing():
+    book = Counting(clock=Clock(), sample_interval_s=None)
+    book.record("v", 10)
+    assert (book.writes, book.observed(["v"])) == ([], {})
+
+
+def test_a_clock_set_back_does_not_stop_the_samples():
+    clock = Clock()
+    book = Counting(clock=clock, sample_interval_s=1.0)
+    book.record("v", 10)
+    clock.t -= 3600
+    book.record("v", 20)
+    assert [ms for _, ms, _ in book.writes] == [10, 20]
+
+
+def test_answers_racing_on_threads_write_once_per_interval():
+    # The batch worker and the local server record from several threads at once. Four threads
+    # record without pause while the clock steps one interval at a time: no two samples of a
+    # vendor may carry the same time (two writes within one interval).
+    clock = Clock()
+    book = Counting(clock=clock, sample_interval_s=1.0)
+    stop = threading.Event()
+
+    def answer(ms: int) -> None:
+        while not stop.is_set():
+            book.record("v", ms)
+            book.record("w", ms)
+
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible: races show
+    workers = [threading.Thread(target=answer, args=(ms,)) for ms in range(4)]
+    try:
+        for w in workers:
+            w.start()
+        for _ in range(300):
+            time.sleep(0.0002)
+            clock.t += 1.0
+    finally:
+        stop.set()
+        for w in workers:
+            w.join()
+        sys.setswitchinterval(before)
+    for vendor in ("v", "w"):
+        times = Counter(when for v, _, when in book.writes if v == vendor)
+        assert len(times) > 100  # the threads did race through many intervals
+        assert max(times.values()) == 1
+
+
+def test_a_write_that_fails_keeps_its_claim():
+    class Failing(Counting):
+        def _write(self, vendor, slot, sample):
+            super()._write(vendor, slot, sample)
+            raise RuntimeError("state table unavailable")
+
+    clock = Clock()
+    book = Failing(clock=clock, sample_interval_s=1.0)
+    for _ in range(3):
+        with pytest.raises(RuntimeError):
+            book.record("v", 10)
+        book.record("v", 10)  # within the interval: not tried again
+        clock.t += 1.0
+    assert len(book.writes) == 3
 
 
 def test_containers_start_at_random_slots():
@@ -83,3 +201,21 @@ def test_containers_start_at_random_slots():
         book.record("v", 1)
         starts |= set(book._samples["v"])
     assert len(starts) > 1
+
+
+@pytest.mark.parametrize(
+    ("value", "interval"), [(None, SAMPLE_INTERVAL_S), ("0", 0.0), ("2.5", 2.5), ("off", None), (" OFF ", None)]
+)
+def test_the_interval_setting_reaches_the_service_book(value, interval):
+    from facegate.service import Service
+
+    env = {} if value is None else {"FACEGATE_LATENCY_SAMPLE_INTERVAL_S": value}
+    cfg = Settings.from_env(env)
+    assert cfg.latency_sample_interval_s == interval
+    assert Service(cfg, store=object()).latency.sample_interval_s == interval  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("value", ["-1", "3601", "never"])
+def test_an_interval_setting_out_of_range_is_refused(value):
+    with pytest.raises(ValidationError):
+        Settings.from_env({"FACEGATE_LATENCY_SAMPLE_INTERVAL_S": value})

@@ -27,7 +27,7 @@
 | FACEGATE_VENDOR_TIMEOUTS | JSON ``{"<vendor>": {"connect": s, "read": s}}`` per-vendor overrides | {} |
 | FACEGATE_MAX_RETRIES | retries of one vendor, only when it cannot have billed | 1 |
 | FACEGATE_STATE_TABLE | DynamoDB table of vendor cooldowns and observed latencies; in memory without | (none) |
-| FACEGATE_LATENCY_SAMPLE_RATE | share of answered calls whose latency is written down for ``fastest`` (0: none) | 1 |
+| FACEGATE_LATENCY_SAMPLE_INTERVAL_S | least seconds between latency samples of a vendor (0: all; off: none) | 1 |
 | FACEGATE_COOLDOWN_FAILURES / _WINDOW_S / _S | failures in the window that open a cooldown; its length | 5 / 60 / 30 |
 | FACEGATE_PEPPER_SECRET | secret (name or ARN) holding the stage's pepper for ID-number HMACs | (none) |
 | FACEGATE_PEPPER | the pepper itself (local runs); without either, no ID-number HMAC is stored | (none) |
@@ -57,6 +57,10 @@ def _csv(v: object) -> object:
     if isinstance(v, str):
         return [x.strip() for x in v.split(",") if x.strip()]
     return v
+
+
+def _off_is_none(v: object) -> object:
+    return None if isinstance(v, str) and v.strip().lower() == "off" else v
 
 
 def _json(v: object) -> object:
@@ -108,7 +112,10 @@ class Settings(BaseModel):
     cooldown_failures: int = Field(default=5, ge=1)
     cooldown_window_s: float = Field(default=60.0, gt=0)
     cooldown_s: float = Field(default=30.0, gt=0)
-    latency_sample_rate: float = Field(default=1.0, ge=0, le=1)
+    # None (``off``): no samples. The default is facegate.latency.SAMPLE_INTERVAL_S (why: there).
+    latency_sample_interval_s: Annotated[float | None, BeforeValidator(_off_is_none)] = Field(
+        default=1.0, ge=0, le=3600
+    )
     pepper_secret: str | None = None
     usage_table: str | None = None
     usage_ttl_days: int = Field(default=400, ge=1, le=3650)

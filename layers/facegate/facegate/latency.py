@@ -1,23 +1,29 @@
 """Observed vendor latency: how fast each vendor has answered lately, shared by every
 container (the ``fastest`` strategy reads it, ``facegate.strategy``).
 
-Each vendor has ``slots`` samples of (latency ms, when). A container writes each answered
-call's latency into its own next slot, round robin from a random start: one write setting one
-attribute, with no read before it, so concurrent writers cannot corrupt anything (they each set
-a slot; the last one written wins). With one container the slots are exactly its last answers;
-with several, a mix of everyone's recent answers. The estimate is the median of the samples
+Each vendor has ``slots`` samples of (latency ms, when). A container writes an answered call's
+latency into its own next slot of that vendor, round robin from a random start: one write
+setting one attribute, with no read before it, so concurrent writers cannot corrupt anything
+(they each set a slot; the last one written wins). The estimate is the median of the samples
 younger than ``max_age_s``: one slow answer does not move it, and a vendor not asked for a day
 counts as not observed. (An exponentially weighted average would need the old value to compute
 the new one — DynamoDB's update expressions add and subtract but do not multiply — so a
 read-modify-write race; the slots need none.)
 
+Samples are thinned by time, not by chance: a container writes at most one sample per vendor
+per ``sample_interval_s`` (``FACEGATE_LATENCY_SAMPLE_INTERVAL_S``), the first answer after the
+interval; the others are not written. At low traffic every answer is still written; at high
+traffic each of N warm containers writes about one a second, so a vendor's slots span the last
+~8/N seconds of answers. Which answer is written does not depend on how long it took, so the
+samples stay a fair draw of the vendor's latencies. ``None`` writes none (``fastest`` then sees
+every vendor as not observed: the stated order).
+
 In DynamoDB the samples live in the cooldowns' table (``FACEGATE_STATE_TABLE``), one item per
 vendor beside its cooldown item: ``pk = "latency#<id>"``, attributes ``s0`` … ``s7`` each
-``[ms, epoch seconds]``. Cost: at most one UpdateItem of 1 WCU per answered call (none when a
-sample is skipped by ``FACEGATE_LATENCY_SAMPLE_RATE``), and one BatchGetItem of every candidate
-vendor (eventually consistent, 0.5 RCU per vendor) per container per ``CACHE_S`` — and only
-for requests that ask for ``fastest``. Without a table (tests, a bare local run) the same
-logic runs in memory.
+``[ms, epoch seconds]``. Cost: at most one UpdateItem of 1 WCU per vendor per container per
+``sample_interval_s``, and one BatchGetItem of every candidate vendor (eventually consistent,
+0.5 RCU per vendor) per container per ``CACHE_S`` — and only for requests that ask for
+``fastest``. Without a table (tests, a bare local run) the same logic runs in memory.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ import statistics
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +45,12 @@ if TYPE_CHECKING:
 
 SLOTS = 8
 MAX_AGE_S = 24 * 3600.0
+# One sample per vendor per container per second. A container busy on one vendor then turns its
+# 8 slots over in 8 s, so a change of the vendor's latency moves the median (half the slots)
+# within ~4 s: as current as a ``fastest`` reader's own 5 s cache (CACHE_S) lets it be anyway.
+# Writing more often would buy nothing that reader sees; at low traffic (under one answer a
+# second) nothing is thinned. Cost: at most 1 WCU per second per vendor per busy container.
+SAMPLE_INTERVAL_S = 1.0
 
 Sample = tuple[float, float]  # (latency ms, when: epoch seconds)
 
@@ -58,25 +70,46 @@ class LatencyBook(ABC):
         *,
         slots: int = SLOTS,
         max_age_s: float = MAX_AGE_S,
-        sample_rate: float = 1.0,
+        sample_interval_s: float | None = SAMPLE_INTERVAL_S,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
     ):
         self.slots = slots
         self.max_age_s = max_age_s
-        self.sample_rate = sample_rate
+        self.sample_interval_s = sample_interval_s
         self.clock = clock
-        self._rng = rng or random.Random()  # noqa: S311 - spreads slots and samples, not crypto  # nosec B311
-        self._next_slot = itertools.count(self._rng.randrange(slots))
-        self._slot_lock = threading.Lock()
+        self._rng = rng or random.Random()  # noqa: S311 - spreads slots, not crypto  # nosec B311
+        # Per vendor: the next slot to write and when this container last wrote one.
+        self._next_slot: dict[str, Iterator[int]] = {}
+        self._written_at: dict[str, float] = {}
+        self._claim_lock = threading.Lock()
 
     def record(self, vendor: str, latency_ms: float) -> None:
-        """One answered call of ``vendor`` took ``latency_ms`` (sampled at ``sample_rate``)."""
-        if self._rng.random() >= self.sample_rate:  # random() < 1: a rate of 1 keeps every sample
-            return
-        with self._slot_lock:
-            slot = next(self._next_slot) % self.slots
-        self._write(vendor, slot, (float(round(latency_ms)), self.clock()))  # whole ms, as attempts report
+        """One answered call of ``vendor`` took ``latency_ms``: written down unless this container
+        wrote one of ``vendor``'s samples less than ``sample_interval_s`` ago."""
+        claimed = self._claim(vendor)
+        if claimed is not None:
+            slot, now = claimed
+            self._write(vendor, slot, (float(round(latency_ms)), now))  # whole ms, as attempts report
+
+    def _claim(self, vendor: str) -> tuple[int, float] | None:
+        """The slot to write and the sample's time, or None if this answer is not sampled.
+        Check and claim under one lock: answers racing on several threads write once per
+        interval. A write that then fails keeps its claim (best effort: a failing table is
+        tried once per interval, not on every answer)."""
+        if self.sample_interval_s is None:
+            return None
+        with self._claim_lock:
+            now = self.clock()
+            last = self._written_at.get(vendor)
+            # A clock set back (now < last) does not stop the samples for as long.
+            if last is not None and 0 <= now - last < self.sample_interval_s:
+                return None
+            self._written_at[vendor] = now
+            slots = self._next_slot.get(vendor)
+            if slots is None:
+                slots = self._next_slot[vendor] = itertools.count(self._rng.randrange(self.slots))
+            return next(slots) % self.slots, now
 
     def observed(self, vendors: Iterable[str]) -> dict[str, Observed]:
         """The recent median of each of ``vendors`` that has recent samples (the others are absent)."""

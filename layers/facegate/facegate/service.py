@@ -173,11 +173,11 @@ class Service:
         self.health = health or (
             DynamoHealthBook(cfg.state_table, policy) if cfg.state_table else MemoryHealthBook(policy)
         )
-        rate = cfg.latency_sample_rate
+        interval = cfg.latency_sample_interval_s
         self.latency = latency or (
-            DynamoLatencyBook(cfg.state_table, sample_rate=rate)
+            DynamoLatencyBook(cfg.state_table, sample_interval_s=interval)
             if cfg.state_table
-            else MemoryLatencyBook(sample_rate=rate)
+            else MemoryLatencyBook(sample_interval_s=interval)
         )
         self.router = Router(self.health, self._vendor, RetryPolicy(max_retries=cfg.max_retries), latency=self.latency)
 

@@ -16,7 +16,8 @@ SLOW_S = 1.0  # the slow sandbox's delay; the read timeout is raised above it
 
 @pytest.fixture(params=["memory", "dynamodb"])
 def priced_gate(request, gate, monkeypatch):
-    env = {"vendor_prices": PRICES, "price_currency": "CNY", "read_timeout": "3"}
+    # Every answer's latency written (no sample interval): the reasons below count them.
+    env = {"vendor_prices": PRICES, "price_currency": "CNY", "read_timeout": "3", "latency_sample_interval_s": "0"}
     if request.param == "dynamodb":
         from facegate.latency import DynamoLatencyBook
 
