@@ -129,9 +129,9 @@ def test_fastest_puts_the_lowest_recent_median_first():
     got = arrange(plan("a", "b", "c"), "fastest", latency=book)
     assert order(got) == ["b", "c", "a"]
     assert reasons(got) == {
-        "b": "fastest: median 120 ms over its last 3 answers, 1st of 3",
-        "c": "fastest: median 200 ms over its last 1 answers, 2nd of 3",
-        "a": "fastest: median 310 ms over its last 3 answers, 3rd of 3",
+        "b": "fastest: median 120 ms over its last 3 sampled answers, 1st of 3",
+        "c": "fastest: median 200 ms over its last sampled answer, 2nd of 3",
+        "a": "fastest: median 310 ms over its last 3 sampled answers, 3rd of 3",
     }
 
 
@@ -223,7 +223,7 @@ def test_fastest_fails_over_only_without_an_answer():
     vendor, _ = router(latency=book).first(arranged, script, attempts, None)
     assert vendor.id == "a"
     assert [(a.vendor, a.outcome) for a in attempts.items] == [("b", "VENDOR_UNAVAILABLE"), ("a", "ok")]
-    assert attempts.items[0].reason == "fastest: median 100 ms over its last 1 answers, 1st of 2"
+    assert attempts.items[0].reason == "fastest: median 100 ms over its last sampled answer, 1st of 2"
 
     no_face = errors.NoFace("no face", billed=True)
     script = Script(b=[no_face], a=[Outcome()])

@@ -280,7 +280,7 @@ class Attempt(Model):
     reason: str | None = when(
         "on every attempt (records older than strategies have none): why this vendor was tried when it was, by "
         'the request\'s strategy, e.g. "ordered: as stated, 1st of 2", "cheapest: 0.1 CNY per call, 1st of 3", '
-        '"fastest: median 120 ms over its last 8 answers, 1st of 2", "consensus: asked at once with the others"'
+        '"fastest: median 120 ms over its last 8 sampled answers, 1st of 2", "consensus: asked at once with the others"'
     )
 
 

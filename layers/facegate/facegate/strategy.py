@@ -57,7 +57,7 @@ def arrange(
         seen = _observed(latency, [p.id for p in plan])
         keys = [seen[p.id].median_ms if p.id in seen else None for p in plan]
         said = [
-            f"median {seen[p.id].median_ms:.0f} ms over its last {seen[p.id].calls} answers"
+            f"median {seen[p.id].median_ms:.0f} ms over {_sampled(seen[p.id].calls)}"
             if p.id in seen
             else "no latency observed yet (after observed vendors, stated order)"
             for p in plan
@@ -84,3 +84,9 @@ def _observed(latency: LatencyBook | None, vendors: list[str]) -> dict[str, Obse
     except Exception:
         observability.logger.warning("observed latencies unavailable", exc_info=True)
         return {}
+
+
+def _sampled(calls: int) -> str:
+    """How many answers a median stands on; "sampled" since a container writes at most one
+    sample per vendor per FACEGATE_LATENCY_SAMPLE_INTERVAL_S (facegate.latency)."""
+    return "its last sampled answer" if calls == 1 else f"its last {calls} sampled answers"
