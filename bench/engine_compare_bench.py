@@ -1,16 +1,18 @@
-"""Benchmark of a built-in engine compare, before and after the coarse first detection
-pass, with accuracy measured in the same run.
+"""Benchmark of a built-in engine compare, before and after the face ResNet moved from
+dlib to numpy, with accuracy measured in the same run.
 
     .venv/bin/python bench/engine_compare_bench.py [--runs 30] [--cpu N]
 
 The process pins itself to one CPU (``--cpu``, default the first it may use): one
-Lambda vCPU. Both pipelines are in the code, so they run interleaved in one process
-and their ratio is not coloured by what else the machine does meanwhile:
+Lambda vCPU; OpenBLAS runs one thread (the engine sets it: ``engine_net.use_one_blas_thread``).
+Both pipelines are in the code, so they run interleaved in one process and their
+ratio is not coloured by what else the machine does meanwhile:
 
-- before: what ``LocalVendor`` did until the change: ``engine.detect(rgb)[0]`` (HOG
-  on a ≤1024 px copy) then ``engine.embed``;
-- after: ``LocalVendor.compare`` as it is: ``engine.largest_face`` (a first pass on a
-  ≤512 px copy, the whole ``detect`` only when that finds nothing) then ``engine.embed``.
+- before: ``LocalVendor.compare`` with the descriptor from dlib's own network,
+  ``face_recognition_model_v1.compute_face_descriptor(rgb, shape, num_jitters=0)``
+  (dlib-bin is built without BLAS), as ``engine.embed`` did until the change;
+- after: ``LocalVendor.compare`` as it is: dlib cuts the 150 px chip, ``engine_net``
+  runs the same network in numpy.
 
 Each timed compare starts from the bytes (``load_bytes``, the engine's decode, two
 detections, two embeddings), as a request does. Accuracy: the repository's photos
@@ -18,20 +20,25 @@ detections, two embeddings), as a request does. Accuracy: the repository's photo
 from each (mirrored, rescaled 0.5x and 1.5x, recompressed at JPEG quality 30, cropped
 around the face, rotated -5 and +5 degrees); every pair of them is a same-person or a
 different-person pair, decided at the engine's ``normal`` threshold (distance < 0.6).
-Prints a markdown section for bench/RESULTS.md.
+The cold cost of the network (dlib's model load against ``engine_net.load``) is taken
+in fresh interpreters. Prints a markdown section for bench/RESULTS.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import itertools
+import json
 import math
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -96,18 +103,31 @@ def variants(name: str, data: bytes) -> dict[str, bytes]:
     }
 
 
-def descriptor_before(data: bytes):
-    """LocalVendor's descriptor before the change: the whole detect, its largest face."""
+@contextlib.contextmanager
+def dlib_network(recognizer) -> Iterator[None]:
+    """``engine.embed`` as it was before the change, for the calls inside the block."""
+    import dlib
+    import numpy as np
+
     from facegate import engine
-    from facegate.images import load_bytes
 
-    rgb, _ = load_bytes(data).engine_rgb
-    faces = engine.detect(rgb)
-    return engine.embed(rgb, faces[0]) if faces else None
+    def embed_with_dlib(rgb, face):
+        m = engine.models()
+        with engine._run_lock:
+            shape = m.shape_predictor(rgb, dlib.rectangle(*face.rect))
+            descriptor = recognizer.compute_face_descriptor(rgb, shape, num_jitters=0)
+        return np.asarray(descriptor, dtype=np.float64)
+
+    numpy_embed = engine.embed
+    engine.embed = embed_with_dlib  # LocalVendor calls engine.embed through the module
+    try:
+        yield
+    finally:
+        engine.embed = numpy_embed
 
 
-def descriptor_after(data: bytes):
-    """LocalVendor's descriptor as it is (``LocalVendor._descriptor``)."""
+def descriptor_of(data: bytes):
+    """LocalVendor's descriptor (``LocalVendor._descriptor``): None where it finds no face."""
     from facegate.errors import NoFace
     from facegate.images import load_bytes
     from facegate.vendors.base import ImageRef
@@ -119,13 +139,7 @@ def descriptor_after(data: bytes):
         return None
 
 
-def compare_before(a: bytes, b: bytes) -> float:
-    from facegate import engine
-
-    return engine.distance(descriptor_before(a), descriptor_before(b))
-
-
-def make_compare_after():
+def make_compares(recognizer):
     from facegate.images import load_bytes
     from facegate.vendors.base import CallContext, ImageRef
     from facegate.vendors.local import LocalVendor
@@ -136,7 +150,11 @@ def make_compare_after():
     def compare_after(a: bytes, b: bytes) -> float:
         return vendor.compare(ImageRef(image=load_bytes(a)), ImageRef(image=load_bytes(b)), ctx).vendor_score
 
-    return compare_after
+    def compare_before(a: bytes, b: bytes) -> float:
+        with dlib_network(recognizer):
+            return compare_after(a, b)
+
+    return compare_before, compare_after
 
 
 def accuracy(images: dict[str, bytes], owner: dict[str, str], describe) -> dict[str, object]:
@@ -170,11 +188,12 @@ def accuracy(images: dict[str, bytes], owner: dict[str, str], describe) -> dict[
     }
 
 
-def steps(data: bytes) -> dict[str, float]:
-    """One descriptor, step by step, both pipelines' detection included: where the time goes."""
+def steps(data: bytes, recognizer) -> dict[str, float]:
+    """One descriptor, step by step, both networks included: where the time goes."""
     import dlib
 
     from facegate import engine
+    from facegate.engine_net import CHIP_PADDING, CHIP_SIZE
     from facegate.images import load_bytes
 
     m = engine.models()
@@ -182,22 +201,46 @@ def steps(data: bytes) -> dict[str, float]:
     t = time.perf_counter()
     rgb, _ = load_bytes(data).engine_rgb
     out["decode (load_bytes + engine_rgb)"] = time.perf_counter() - t
-    for label, side in (("before", engine.DETECT_MAX_SIDE), ("after", engine.COARSE_MAX_SIDE)):
-        t = time.perf_counter()
-        small = engine._downscale(rgb, side)
-        out[f"{label}: downscale to ≤{side} px"] = time.perf_counter() - t
-        t = time.perf_counter()
-        rects = m.detector.run(small, 0, 0.0)[0]
-        out[f"{label}: HOG pass at ≤{side} px"] = time.perf_counter() - t
+    t = time.perf_counter()
     face = engine.largest_face(rgb)
+    out["largest_face (HOG, ≤512 px copy)"] = time.perf_counter() - t
     t = time.perf_counter()
     shape = m.shape_predictor(rgb, dlib.rectangle(*face.rect))
     out["5-point landmarks"] = time.perf_counter() - t
     t = time.perf_counter()
-    m.recognizer.compute_face_descriptor(rgb, shape, num_jitters=0)
-    out["ResNet descriptor (150 px chip)"] = time.perf_counter() - t
-    assert rects
+    recognizer.compute_face_descriptor(rgb, shape, num_jitters=0)
+    out["before: dlib chip + ResNet (compute_face_descriptor)"] = time.perf_counter() - t
+    t = time.perf_counter()
+    chip = dlib.get_face_chip(rgb, shape, size=CHIP_SIZE, padding=CHIP_PADDING)
+    out["after: dlib chip (get_face_chip)"] = time.perf_counter() - t
+    t = time.perf_counter()
+    m.net.descriptor(chip)
+    out["after: numpy ResNet (engine_net)"] = time.perf_counter() - t
     return out
+
+
+def cold_load(which: str) -> dict[str, float]:
+    """In a fresh interpreter: the network's load alone (imports done first), and its RSS."""
+    import dlib
+    import numpy  # noqa: F401
+
+    from facegate import engine, engine_net
+
+    path = engine.models_dir() / engine.RECOGNITION_FILE
+    rss = rss_mb()
+    t = time.perf_counter()
+    network = dlib.face_recognition_model_v1(str(path)) if which == "dlib" else engine_net.load(path)
+    seconds = time.perf_counter() - t
+    kept = rss_mb() - rss  # measured while the network is still referenced
+    del network
+    return {"seconds": seconds, "rss_mb": kept}
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return math.nan
 
 
 def stats(samples: list[float]) -> tuple[float, float]:
@@ -215,24 +258,36 @@ def machine() -> str:
     except OSError:
         pass
     import dlib
+    import numpy
+
+    from facegate import engine_net
 
     return (
         f"{cpu}, {os.cpu_count()} CPUs on the machine, Python {platform.python_version()}, "
         f"dlib {dlib.__version__} (BLAS {'on' if dlib.DLIB_USE_BLAS else 'off'}, "
-        f"AVX {'on' if dlib.USE_AVX_INSTRUCTIONS else 'off'})"
+        f"AVX {'on' if dlib.USE_AVX_INSTRUCTIONS else 'off'}), numpy {numpy.__version__} "
+        f"(OpenBLAS threads: {engine_net.use_one_blas_thread()})"
     )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=30, help="timed compares per pair and pipeline")
+    parser.add_argument("--cold-runs", type=int, default=5, help="fresh interpreters per network load")
     parser.add_argument("--cpu", type=int, default=None, help="the CPU to pin to (default: the first allowed)")
+    parser.add_argument("--cold-load", choices=("dlib", "numpy"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     pinned = pin_to_one_cpu(args.cpu)
+    if args.cold_load:
+        print(json.dumps(cold_load(args.cold_load)))
+        return
+
+    import dlib
 
     from facegate import engine
 
     engine.models()
+    recognizer = dlib.face_recognition_model_v1(str(engine.models_dir() / engine.RECOGNITION_FILE))
     raw = {name: (FACES / name).read_bytes() for name in PHOTOS}
     images: dict[str, bytes] = {}
     owner: dict[str, str] = {}
@@ -241,7 +296,7 @@ def main() -> None:
             images[key] = variant
             owner[key] = PHOTOS[name]
 
-    compare_after = make_compare_after()
+    compare_before, compare_after = make_compares(recognizer)
     timings: dict[tuple[str, str], dict[str, list[float]]] = {}
     for a, b in PAIRS:
         runs = timings[(a, b)] = {"before": [], "after": []}
@@ -256,22 +311,33 @@ def main() -> None:
     profile: dict[str, list[float]] = {}
     for _ in range(args.runs):
         for name in PAIRS[0]:
-            for step, seconds in steps(raw[name]).items():
+            for step, seconds in steps(raw[name], recognizer).items():
                 profile.setdefault(f"{step}|{name}", []).append(seconds)
 
-    before = accuracy(images, owner, descriptor_before)
-    after = accuracy(images, owner, descriptor_after)
+    with dlib_network(recognizer):
+        before = accuracy(images, owner, descriptor_of)
+    after = accuracy(images, owner, descriptor_of)
     drift = [
-        engine.distance(before["descriptors"][k], after["descriptors"][k])
+        float(abs(before["descriptors"][k] - after["descriptors"][k]).max())
         for k in images
         if before["descriptors"][k] is not None and after["descriptors"][k] is not None
     ]
 
-    print("## Engine compare: coarse first detection pass\n")
+    cold: dict[str, list[dict[str, float]]] = {"dlib": [], "numpy": []}
+    for _ in range(args.cold_runs):
+        for which in cold:
+            command = [sys.executable, __file__, "--cold-load", which]
+            if args.cpu is not None:
+                command += ["--cpu", str(args.cpu)]
+            done = subprocess.run(command, check=True, capture_output=True, text=True)
+            cold[which].append(json.loads(done.stdout))
+
+    print("## Engine compare: the face ResNet in numpy instead of dlib\n")
     print(f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine()}; {pinned}.")
     print(
         f"`.venv/bin/python bench/engine_compare_bench.py --runs {args.runs}` "
-        f"(before and after interleaved in one process; load average {os.getloadavg()[0]:.1f} at the end).\n"
+        f"(before and after interleaved in one process; load average {os.getloadavg()[0]:.1f} at the end: "
+        "other work was running on the machine).\n"
     )
     print("| compare, from bytes, warm, one core | before p50 ms | after p50 ms | after/before p50 ", end="")
     print("| before p95 | after p95 |")
@@ -293,20 +359,30 @@ def main() -> None:
     print("| pipeline | same-person matched | different-person rejected | no face found ", end="")
     print("| max same d | min different d |")
     print("|---|---|---|---|---|---|")
-    for label, acc in (("before", before), ("after", after)):
+    for label, acc in (("before (dlib)", before), ("after (numpy)", after)):
         (sm, sn), (dr, dn) = acc["same"], acc["different"]
         print(
             f"| {label} | {sm}/{sn} ({sm / sn:.1%}) | {dr}/{dn} ({dr / dn:.1%}) | {len(acc['no_face'])} "
-            f"| {acc['max_same']:.3f} | {acc['min_diff']:.3f} |"
+            f"| {acc['max_same']:.4f} | {acc['min_diff']:.4f} |"
         )
     print(
-        f"\nThe same image's descriptor, before vs after: median distance {statistics.median(drift):.4f}, "
-        f"max {max(drift):.4f} (0 where both passes found the same box)."
+        f"\nThe same image's descriptor, dlib vs numpy: largest component difference {max(drift):.1e} "
+        f"(median over the images {statistics.median(drift):.1e})."
     )
+    print(f"\nCold: loading the network in a fresh interpreter (median of {args.cold_runs}; imports excluded):\n")
+    print("| network load | seconds | RSS added MB |")
+    print("|---|---|---|")
+    for which, label in (
+        ("dlib", "before: `dlib.face_recognition_model_v1(...)`"),
+        ("numpy", "after: `engine_net.load(...)`"),
+    ):
+        seconds = statistics.median(r["seconds"] for r in cold[which])
+        rss = statistics.median(r["rss_mb"] for r in cold[which])
+        print(f"| {label} | {seconds:.3f} | {rss:.0f} |")
     for label, acc in (("before", before), ("after", after)):
         if acc["no_face"]:
             print(f"\nNo face found ({label}): {', '.join(acc['no_face'])}.")
-    if after["same"][0] < before["same"][0] or after["different"][0] < before["different"][0]:
+    if after["same"][0] < before["same"][0] or after["different"][0] < before["different"][0] or max(drift) > 1e-4:
         print("\n**Accuracy regressed.**")
         sys.exit(1)
 

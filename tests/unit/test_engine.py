@@ -244,7 +244,7 @@ def test_first_use_from_many_threads_loads_once(monkeypatch):
 
     def fake_load(directory: Path):
         calls.append(directory)
-        return engine.Models(detector=object(), shape_predictor=object(), recognizer=object(), directory=directory)
+        return engine.Models(detector=object(), shape_predictor=object(), net=object(), directory=directory)
 
     monkeypatch.setattr(engine, "_load", fake_load)
 
