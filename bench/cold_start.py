@@ -44,10 +44,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 FACES = Path(os.environ.get("FACEGATE_SHARED", ROOT.parent / "shared")) / "testdata" / "faces"
 RUNS = 9
-OPS = ("compare", "detect", "features", "verify_identity", "results", "vendors")
+OPS = ("compare", "detect", "features", "verify_identity", "results", "usage", "vendors")
 HEAVY = ("dlib", "numpy", "PIL", "requests", "boto3", "botocore.session", "cryptography", "gmssl", "aws_xray_sdk.core")
 # This tree's facegate, whatever the venv's editable install points at.
-BASE_ENV = {"AWS_DEFAULT_REGION": "us-east-1", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT / "layers" / "facegate")}
+BASE_ENV = {
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "PATH": "/usr/bin:/bin",
+    "PYTHONPATH": str(ROOT / "layers" / "facegate"),
+    "PYDANTIC_DISABLE_PLUGINS": "__all__",  # as template.yaml's Globals set for every function
+}
 SCENARIOS = {
     # A deployed function (template.yaml: Tracing: Active): Powertools traces only in Lambda.
     "in Lambda, tracing on": {"LAMBDA_TASK_ROOT": str(ROOT), "POWERTOOLS_TRACE_DISABLED": "false"},

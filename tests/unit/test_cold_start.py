@@ -57,8 +57,7 @@ patched_after_404 = patched()
 import boto3, requests  # what the first request that needs them does
 print(json.dumps({"loaded": loaded, "provider": provider, "disabled": tracer.disabled, "status": status,
                   "opened": opened, "annotations": annotations, "patched_at_init": patched_at_init,
-                  "patched_after_404": patched_after_404, "patched": patched(),
-                  "pydantic_plugins_searched": sys.modules["pydantic.plugin._loader"]._plugins is not None}))
+                  "patched_after_404": patched_after_404, "patched": patched()}))
 """
 
 
@@ -112,12 +111,50 @@ def test_an_untraced_function_never_imports_the_x_ray_sdk_nor_idempotency():
         assert run["patched"] is None, env  # importing boto3 and requests did not bring it in either
 
 
-def test_no_container_searches_the_installed_distributions_for_pydantic_plugins():
-    """facegate.models sets PYDANTIC_DISABLE_PLUGINS: pydantic would otherwise read every
-    installed distribution's metadata when it builds the first model (Powertools builds one
-    at import), tens of ms of a cold start, for plugins facegate does not use."""
-    for env in ({"LAMBDA_TASK_ROOT": str(ROOT), "POWERTOOLS_TRACE_DISABLED": "false"}, {}):
-        assert _cold_start(**env)["pydantic_plugins_searched"] is False, env
+# Imports one function's app.py as a new container does, then says whether pydantic
+# searched the installed distributions for plugins while the import built its models.
+PLUGIN_PROBE = """
+import importlib.util, json, sys
+spec = importlib.util.spec_from_file_location("fn", sys.argv[1])
+fn = importlib.util.module_from_spec(spec); sys.modules["fn"] = fn; spec.loader.exec_module(fn)
+loader = sys.modules.get("pydantic.plugin._loader")
+print(json.dumps({"searched": loader is not None and loader._plugins is not None}))
+"""
+FUNCTIONS = sorted(p.parent.name for p in (ROOT / "functions").glob("*/app.py"))
+
+
+def _globals_variable(name: str) -> str:
+    from facegate_local.template import Template
+
+    variables = Template.load(ROOT / "template.yaml").globals["Function"]["Environment"]["Variables"]
+    return str(variables[name])
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_no_function_searches_the_installed_distributions_for_pydantic_plugins(function):
+    """The template's Globals set PYDANTIC_DISABLE_PLUGINS: pydantic would otherwise read every
+    installed distribution's metadata when a process builds its first model (Powertools builds
+    one at import), tens of ms of a cold start, for plugins facegate does not use. In the
+    template, not in code, so it holds whichever module a function imports first (the usage
+    function imports Powertools' OpenAPI params, which build a model, before any of ours)."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("POWERTOOLS_", "LAMBDA_", "AWS_SAM", "PYDANTIC"))}
+    base |= {"PYTHONPATH": str(ROOT / "layers" / "facegate"), "AWS_DEFAULT_REGION": "us-east-1"}
+
+    def searched(env: dict[str, str]) -> bool:
+        out = subprocess.run(  # noqa: S603 - our python, our probe, our handler
+            [sys.executable, "-c", PLUGIN_PROBE, str(ROOT / "functions" / function / "app.py")],
+            capture_output=True,
+            text=True,
+            env=base | env,
+            check=True,
+            timeout=120,
+        )
+        return bool(json.loads(out.stdout.strip().splitlines()[-1])["searched"])
+
+    setting = {"PYDANTIC_DISABLE_PLUGINS": _globals_variable("PYDANTIC_DISABLE_PLUGINS")}
+    assert searched(setting) is False
+    if function == "usage":  # the probe can see a search: without the setting, this import makes one
+        assert searched({}) is True
 
 
 # A traced container's first request, a real compare: Secrets Manager and DynamoDB in moto's

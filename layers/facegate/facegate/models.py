@@ -5,7 +5,6 @@ string that pydantic compiles and evaluates when it creates the class (~100 of t
 about a third of this module's import); without it Python evaluates them as code.
 """
 
-import os
 import re
 from datetime import date
 from enum import StrEnum
@@ -15,12 +14,6 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from facegate.vendors import vendor_ids
-
-# pydantic looks for plugins (the "pydantic" entry point group) when a process builds its
-# first model: a read of every installed distribution's metadata, 25-45 ms on the bench
-# machine's venv (bench/RESULTS.md, "Handler cold start"). facegate uses none; set before
-# any model of ours is built, and an explicit setting of the variable still wins.
-os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
 # The registry is the one list of vendors: a dict of strings, importing no vendor module.
 VENDOR_IDS: tuple[str, ...] = tuple(vendor_ids())

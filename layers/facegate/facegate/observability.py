@@ -24,10 +24,10 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.tracing.base import BaseProvider, BaseSegment
 
 # What a traced function patches for X-Ray: the AWS SDK (DynamoDB, Secrets Manager, S3, SQS)
-# and the vendors' HTTP client. Powertools' default patches every library X-Ray knows that
-# is installed, importing each one (sqlite3, httplib, ...) at cold start.
-TRACED_MODULES = ("botocore", "requests")
-
+# and the vendors' HTTP client, each keyed to the package whose import triggers its patch.
+# (Powertools' default patches every library X-Ray knows that is installed, importing each
+# one (sqlite3, httplib, ...) at cold start.)
+#
 # X-Ray patches each library when the package that makes its clients or sessions is first
 # imported, not at init. X-Ray's patches wrap methods of the classes (botocore's
 # ``BaseClient._make_api_call``, requests' ``Session.request``), so every call made after that
@@ -85,15 +85,16 @@ def make_tracer() -> Tracer:
     if Tracer._is_tracer_disabled():
         return Tracer(service="facegate", disabled=True, provider=NoTracing())
     traced = Tracer(service="facegate", auto_patch=False)
-    patch_when_imported(traced, TRACED_MODULES)
+    patch_when_imported(traced)
     return traced
 
 
-def patch_when_imported(traced: Tracer, modules: tuple[str, ...]) -> None:
-    """Patch each of ``modules`` for X-Ray as soon as it is imported (at once if it already
-    is): one import hook per library, so no call site needs to remember it. In an init that
-    runs ahead of requests (SnapStart, provisioned concurrency) they are imported now, so the
-    snapshot or the ready container holds them patched."""
+def patch_when_imported(traced: Tracer) -> None:
+    """Patch each library of ``PATCHED_WHEN_IMPORTED`` for X-Ray as soon as its trigger is
+    imported (at once if it already is): one import hook per library, so no call site needs
+    to remember it. In an init that runs ahead of requests (SnapStart, provisioned
+    concurrency) the triggers are imported now, so the snapshot or the ready container holds
+    them patched."""
     import importlib
 
     import wrapt  # the X-Ray SDK's own dependency, imported with it
@@ -101,11 +102,11 @@ def patch_when_imported(traced: Tracer, modules: tuple[str, ...]) -> None:
     def patcher(name: str) -> Callable[[ModuleType], None]:
         return lambda _: traced.patch(modules=[name])
 
-    for module in modules:
-        wrapt.register_post_import_hook(patcher(module), PATCHED_WHEN_IMPORTED[module])
+    for library, trigger in PATCHED_WHEN_IMPORTED.items():
+        wrapt.register_post_import_hook(patcher(library), trigger)
     if os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") in INIT_AHEAD_OF_REQUESTS:
-        for module in modules:
-            importlib.import_module(PATCHED_WHEN_IMPORTED[module])
+        for trigger in PATCHED_WHEN_IMPORTED.values():
+            importlib.import_module(trigger)
 
 
 logger = Logger(service="facegate")
