@@ -5,6 +5,7 @@ duplicate S3 events, CSV manifests and manifests that are not manifests."""
 from __future__ import annotations
 
 import json
+import os
 
 import boto3
 
@@ -203,3 +204,18 @@ def test_a_failed_batch_whose_report_could_not_be_written_gets_it_on_the_retry(b
     (line,) = batches.report("flaky")
     assert line["error"]["code"] == "MALFORMED_MANIFEST"
     assert calls.count("results/flaky.jsonl") == 2
+
+
+def test_the_batch_functions_print_no_metric_warnings_where_metrics_are_off(batches):
+    """Locally (POWERTOOLS_METRICS_DISABLED) nothing is counted, and Powertools' flush
+    warned "No application metrics to publish" after every invocation: one stderr line per
+    invocation of each worker process of the benchmark."""
+    import warnings
+
+    assert os.environ["POWERTOOLS_METRICS_DISABLED"] == "true"
+    batches.upload_manifest("quiet", "\n".join([compare_line(1), "{not json", compare_line(3)]) + "\n")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        meta = batches.run("quiet")
+    assert meta.status == "done" and meta.done == 3
+    assert [str(w.message) for w in caught if "metrics" in str(w.message)] == []
