@@ -26,6 +26,8 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> None:
 @log_metrics
 def lambda_handler(event, context):
     processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+    # The event's lines are read from the manifest together, in one ranged GET.
+    default_jobs().worker.begin(record.get("body", "") for record in event.get("Records") or ())
     response = process_partial_response(
         event=event, record_handler=record_handler, processor=processor, context=context
     )

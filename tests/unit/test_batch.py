@@ -409,3 +409,64 @@ def test_batch_functions_flush_their_metrics_where_metrics_are_on(monkeypatch, c
     assert log_metrics(handler)({}, None) == "done"
     emf = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert emf["BatchItemsOk"] == [1.0]
+
+
+class _Manifest:
+    """A batch context's manifest reads, served from bytes, counted."""
+
+    def __init__(self, data: bytes):
+        self.data = data
+        self.ranges: list[str] = []
+
+    def get_manifest(self, ref, byte_range=None):
+        import io
+
+        self.ranges.append(byte_range)
+        lo, hi = (int(n) for n in byte_range.removeprefix("bytes=").split("-"))
+        return {"Body": io.BytesIO(self.data[lo : hi + 1])}
+
+
+def _manifest_lines(*lines: str):
+    from facegate.batch import ItemMessage
+
+    data, msgs, offset = b"", [], 0
+    for n, text in enumerate(lines, start=1):
+        raw = text.encode()
+        if text.startswith("{"):
+            msgs.append(ItemMessage(batch_id="a" * 24, line=n, start=offset, end=offset + len(raw)))
+        data += raw + b"\n"
+        offset += len(raw) + 1
+    return data, msgs
+
+
+def _compare(n: int) -> str:
+    return json.dumps(
+        {"caller_id": f"c-{n}", "image1": {"s3": {"key": "photos/a.jpg"}}, "image2": {"s3": {"key": "photos/b.jpg"}}}
+    )
+
+
+def test_an_invocations_lines_are_read_in_one_ranged_get_when_close_together():
+    from facegate.batch import ManifestRef
+    from facegate.batch_jobs.context import Static
+    from facegate.batch_jobs.lines import Lines
+
+    data, msgs = _manifest_lines(_compare(1), _compare(2), _compare(3), "x" * 5000, _compare(5))
+    ctx = _Manifest(data)
+    lines = Lines(ctx)  # type: ignore[arg-type]
+    static = Static(ManifestRef("b", "batches/m.jsonl", "v1"), "jsonl", None)
+    first, second, third, far = msgs
+
+    lines.read_ahead([third, first, second])  # SQS's order need not be the manifest's
+    assert [lines.parse(m, static).caller_id for m in (second, first, third)] == ["c-2", "c-1", "c-3"]
+    assert ctx.ranges == [f"bytes={first.start}-{third.end - 1}"]
+
+    # A line far from the others (more gap than lines between them) is read on its own.
+    ctx.ranges.clear()
+    lines.read_ahead([first, far])
+    assert [lines.parse(m, static).caller_id for m in (first, far)] == ["c-1", "c-5"]
+    assert ctx.ranges == [f"bytes={first.start}-{first.end - 1}", f"bytes={far.start}-{far.end - 1}"]
+
+    # A line that is not among the invocation's messages (the dead-letter drain's) likewise.
+    ctx.ranges.clear()
+    lines.read_ahead([])
+    assert lines.parse(second, static).caller_id == "c-2" and len(ctx.ranges) == 1

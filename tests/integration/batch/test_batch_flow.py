@@ -219,3 +219,22 @@ def test_the_batch_functions_print_no_metric_warnings_where_metrics_are_off(batc
         meta = batches.run("quiet")
     assert meta.status == "done" and meta.done == 3
     assert [str(w.message) for w in caught if "metrics" in str(w.message)] == []
+
+
+def test_the_worker_reads_the_lines_of_an_invocation_in_one_ranged_get(batches):
+    """A line's message carries its byte range only; the worker read each line with a GET
+    of its own, on top of the two images: 3 GETs per compare. Now one per invocation."""
+    from facegate.batch_jobs import default_jobs
+
+    ranged = []
+    default_jobs().ctx.s3.meta.events.register(
+        "provide-client-params.s3.GetObject", lambda params, **_: ranged.append(params.get("Range"))
+    )
+    batches.upload_manifest("twenty", "\n".join(compare_line(n) for n in range(1, 21)) + "\n")
+    meta = batches.run("twenty")
+    assert meta.status == "done" and meta.done == 20
+    report = batches.report("twenty")
+    assert [(r["line"], r["caller_id"], r["status"]) for r in report] == [(n, f"c-{n}", "ok") for n in range(1, 21)]
+    invocations = batches.local.worker.invocations
+    assert 2 <= invocations <= 4  # ten messages at a time
+    assert len([r for r in ranged if r]) == invocations

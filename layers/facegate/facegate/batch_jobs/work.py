@@ -9,7 +9,7 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
 from facegate.batch import ItemMessage
@@ -118,6 +118,18 @@ class Worker:
         # Batches this invocation finished (or found finished) lines of: whether their
         # report is due is checked once per invocation, not once per line.
         self.touched: set[str] = set()
+
+    def begin(self, bodies: Iterable[str]) -> None:
+        """An invocation's messages, before any of them is handled: their lines are read
+        together (``Lines.read_ahead``). Bodies that are no item message are left to
+        ``handle_record`` to drop."""
+        msgs = []
+        for body in bodies:
+            try:
+                msgs.append(ItemMessage.model_validate_json(body))
+            except ValueError:
+                continue
+        self.lines.read_ahead(msgs)
 
     def handle_record(
         self, body: str, receive_count: int, remaining_s: float, receipt_handle: str | None, source_arn: str
