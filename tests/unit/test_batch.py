@@ -380,6 +380,7 @@ def test_the_pacer_shares_a_rate_in_whole_calls_per_second():
 
 
 def test_the_pacer_leaves_vendors_without_a_rate_alone():
+    from facegate.batch_jobs.context import PACING_MARGIN_S
     from facegate.batch_jobs.work import Pacer
     from facegate.config import Settings
 
@@ -392,7 +393,30 @@ def test_the_pacer_leaves_vendors_without_a_rate_alone():
     assert pacer.wait("face2", cfg) == 0.0 and slept == []
     with pacer.paced("shuxun", cfg):
         pass
-    assert pacer.wait("shuxun", cfg) == pytest.approx(1.0 + 0.02) and len(slept) == 1
+    assert pacer.wait("shuxun", cfg) == pytest.approx(1.0 + PACING_MARGIN_S) and len(slept) == 1
+
+
+def test_the_pacers_window_runs_from_when_the_service_had_the_answer(monkeypatch):
+    """Not from after the item's record was written (results log, usage count): the
+    vendor had counted the call by the time the service recorded its outcome."""
+    from facegate import service
+    from facegate.batch_jobs.context import PACING_MARGIN_S
+    from facegate.batch_jobs.work import AnsweredLog, Pacer
+    from facegate.config import Settings
+
+    now = [0.0]
+    pacer = Pacer(sleep=lambda s: now.__setitem__(0, now[0] + s), clock=lambda: now[0])
+    cfg = Settings(batch_vendor_rates={"shuxun": 10.0}, batch_concurrency=10)
+    written = []
+    monkeypatch.setattr(service, "_record_of", lambda call, outcome, store: ("record", outcome))
+    store = type("Store", (), {"put": lambda self, record: written.append(record)})()
+    log = AnsweredLog(pacer.clock)
+    with pacer.paced("shuxun", cfg, log):
+        now[0] += 0.05  # the vendor
+        assert log.record(object(), "answer", store) and not log.record(object(), "again", store)
+        now[0] += 0.04  # the record's writes
+    assert log.answered_at == pytest.approx(0.05) and written == [("record", "answer")]
+    assert pacer.wait("shuxun", cfg) == pytest.approx(0.05 + 1.0 + PACING_MARGIN_S - 0.09)
 
 
 def test_batch_functions_flush_their_metrics_where_metrics_are_on(monkeypatch, capsys):
