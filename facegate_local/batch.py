@@ -466,10 +466,14 @@ class LocalBatches:
         timeout_s: float = 600.0,
         on_progress: Callable[[Any], None] | None = None,
         between_polls: Callable[[], None] | None = None,
+        idle_s: float = 0.1,
     ):
         """Drive the queues until the batch is done or failed; its meta. ``workers``
         threads poll the item queue at once (Lambda instances up to MaximumConcurrency);
-        with ``poll_items`` False none does: someone else (``batch_processes``) polls it."""
+        with ``poll_items`` False none does: someone else (``batch_processes``) polls it.
+        While others work, this loop (the splitter, the dead-letter queues, progress) waits
+        ``idle_s`` after a round that handled nothing: its receives and reads cost the
+        emulated AWS CPU that the workers' calls need (Lambda's own pollers cost a stack none)."""
         deadline = time.monotonic() + timeout_s
         stop = threading.Event()
         errors: list[BaseException] = []
@@ -491,6 +495,7 @@ class LocalBatches:
         try:
             started = False
             last_report = 0.0
+            meta = None
             while True:
                 if errors:
                     raise errors[0]
@@ -504,7 +509,8 @@ class LocalBatches:
                     for t in threads:
                         t.start()
                     started = True
-                meta = self.meta(id_or_name)
+                # By its id once known: one GetItem a round, not the name's two.
+                meta = self.meta(meta.batch_id if meta is not None else id_or_name)
                 if on_progress is not None and meta is not None and time.monotonic() - last_report > 1:
                     on_progress(meta)
                     last_report = time.monotonic()
@@ -518,7 +524,7 @@ class LocalBatches:
                 if handled == 0:
                     # With worker threads this loop only watches: its polls would take
                     # emulation CPU from the workers.
-                    time.sleep(0.1 if threads or not poll_items else 0.002)
+                    time.sleep(idle_s if threads or not poll_items else 0.002)
         finally:
             stop.set()
             for t in threads:

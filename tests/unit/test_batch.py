@@ -295,25 +295,202 @@ def test_summary_counts():
     assert f["deliveries"] == 9 and f["recovered"] == 1
 
 
-def test_the_pacer_keeps_all_instances_under_a_vendors_rate():
+def _paced_calls(rate: float, instances: int, calls: int, seed: int) -> list[tuple[float, float]]:
+    """(start, end) of every paced vendor call of ``instances`` worker instances, each on
+    a fake clock of its own: a random start; before one call in four a delay on its way
+    (reading the images on a busy machine: 0.15 s), and a random call time (0.02-0.1 s)."""
+    import random
+
     from facegate.batch_jobs.work import Pacer
     from facegate.config import Settings
 
-    now = [100.0]
+    cfg = Settings(batch_vendor_rates={"shuxun": rate}, batch_concurrency=instances)
+    rng = random.Random(seed)
+    out = []
+    for _ in range(instances):
+        now = [rng.uniform(0, 1)]
+
+        def sleep(s, now=now):
+            assert s > 0
+            now[0] += s
+
+        pacer = Pacer(sleep=sleep, clock=lambda now=now: now[0])
+        for _ in range(calls):
+            now[0] += rng.choice([0.0, 0.0, 0.0, 0.15])
+            with pacer.paced("shuxun", cfg):
+                started = now[0]
+                now[0] += rng.uniform(0.02, 0.1)
+            out.append((started, now[0]))
+    return out
+
+
+def _most_in_a_second(times: list[float]) -> int:
+    times = sorted(times)
+    most, lo = 0, 0
+    for hi, t in enumerate(times):
+        while t - times[lo] >= 1.0:  # the sandboxes' window: calls "in the last second"
+            lo += 1
+        most = max(most, hi - lo + 1)
+    return most
+
+
+@pytest.mark.parametrize(("rate", "instances"), [(10, 3), (10, 5), (20, 5), (50, 9), (50, 10), (19, 4)])
+def test_paced_instances_never_exceed_a_vendors_rate_in_any_second(rate, instances):
+    """Wherever between its start and its end the vendor counts a call, no second holds
+    more than the rate: the window runs from each call's end. (The pacer before spaced
+    the planned starts at instances / (rate x 0.95) s: at 10/s over 3 instances, 4 calls
+    of each could fall within one second, and a call delayed on its way closer still.)"""
+    import random
+
+    calls = _paced_calls(rate, instances, calls=60, seed=rate * 100 + instances)
+    rng = random.Random(7)
+    for counted in (
+        [s for s, _ in calls],
+        [e for _, e in calls],
+        [rng.uniform(s, e) for s, e in calls],
+    ):
+        assert _most_in_a_second(counted) <= rate
+
+
+@pytest.mark.parametrize(("rate", "instances", "share"), [(10, 5, 0.9), (20, 4, 0.9), (10, 3, 0.8)])
+def test_paced_instances_stay_close_to_the_rate(rate, instances, share):
+    """Paced, not starved: quick calls run at the instances' whole share of the rate (the
+    remainder of a rate the instances do not divide is left unused: 9 of 10/s over 3)."""
+    from facegate.batch_jobs.work import Pacer
+    from facegate.config import Settings
+
+    cfg = Settings(batch_vendor_rates={"shuxun": rate}, batch_concurrency=instances)
+    now = [0.0]
+    pacer = Pacer(sleep=lambda s: now.__setitem__(0, now[0] + s), clock=lambda: now[0])
+    ends = []
+    for _ in range(200):
+        with pacer.paced("shuxun", cfg):
+            now[0] += 0.05  # the vendor's latency
+        ends.append(now[0])
+    assert len(ends) / ends[-1] * instances >= share * rate
+
+
+def test_the_pacer_shares_a_rate_in_whole_calls_per_second():
+    from facegate.batch_jobs.context import PACING_MARGIN_S
+    from facegate.batch_jobs.work import Pacer
+
+    assert Pacer.share(10, 5) == (2, pytest.approx(1 + PACING_MARGIN_S))
+    assert Pacer.share(10, 3) == (3, pytest.approx(1 + PACING_MARGIN_S))  # 9 of the 10: none can have the 10th
+    assert Pacer.share(10, 20) == (1, pytest.approx(2 + PACING_MARGIN_S))  # more instances than calls a second
+
+
+def test_the_pacer_leaves_vendors_without_a_rate_alone():
+    from facegate.batch_jobs.context import PACING_MARGIN_S
+    from facegate.batch_jobs.work import Pacer
+    from facegate.config import Settings
+
     slept = []
+    pacer = Pacer(sleep=slept.append, clock=lambda: 0.0)
+    cfg = Settings(batch_vendor_rates={"shuxun": 10.0}, batch_concurrency=10)
+    for _ in range(5):
+        with pacer.paced("face2", cfg):
+            pass
+    assert pacer.wait("face2", cfg) == 0.0 and slept == []
+    with pacer.paced("shuxun", cfg):
+        pass
+    assert pacer.wait("shuxun", cfg) == pytest.approx(1.0 + PACING_MARGIN_S) and len(slept) == 1
 
-    def sleep(s):
-        slept.append(s)
-        now[0] += s
 
-    pacer = Pacer(sleep=sleep, clock=lambda: now[0])
-    cfg = Settings(batch_vendor_rates={"shuxun": 19.0}, batch_concurrency=4)
-    # 4 instances share 19 calls/s, 5 % under: one call every 4 / (19 x 0.95) s each.
-    interval = 4 / (19 * 0.95)
-    assert pacer.wait("shuxun", cfg) == 0.0
-    assert pacer.wait("shuxun", cfg) == pytest.approx(interval)
-    now[0] += 5.0  # a slow item: no catching up in a burst afterwards
-    assert pacer.wait("shuxun", cfg) == 0.0
-    assert pacer.wait("shuxun", cfg) == pytest.approx(interval)
-    assert pacer.wait("face2", cfg) == 0.0 and pacer.wait("face2", cfg) == 0.0  # no rate: not paced
-    assert slept == [pytest.approx(interval)] * 2
+def test_the_pacers_window_runs_from_when_the_service_had_the_answer(monkeypatch):
+    """Not from after the item's record was written (results log, usage count): the
+    vendor had counted the call by the time the service recorded its outcome."""
+    from facegate import service
+    from facegate.batch_jobs.context import PACING_MARGIN_S
+    from facegate.batch_jobs.work import AnsweredLog, Pacer
+    from facegate.config import Settings
+
+    now = [0.0]
+    pacer = Pacer(sleep=lambda s: now.__setitem__(0, now[0] + s), clock=lambda: now[0])
+    cfg = Settings(batch_vendor_rates={"shuxun": 10.0}, batch_concurrency=10)
+    written = []
+    monkeypatch.setattr(service, "_record_of", lambda call, outcome, store: ("record", outcome))
+    store = type("Store", (), {"put": lambda self, record: written.append(record)})()
+    log = AnsweredLog(pacer.clock)
+    with pacer.paced("shuxun", cfg, log):
+        now[0] += 0.05  # the vendor
+        assert log.record(object(), "answer", store) and not log.record(object(), "again", store)
+        now[0] += 0.04  # the record's writes
+    assert log.answered_at == pytest.approx(0.05) and written == [("record", "answer")]
+    assert pacer.wait("shuxun", cfg) == pytest.approx(0.05 + 1.0 + PACING_MARGIN_S - 0.09)
+
+
+def test_batch_functions_flush_their_metrics_where_metrics_are_on(monkeypatch, capsys):
+    from facegate.batch_jobs import log_metrics
+    from facegate.batch_jobs.context import count
+
+    def handler(event, context):
+        count("BatchItemsOk")
+        return "done"
+
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+    assert log_metrics(handler) is handler  # off: no flush, so no "No application metrics" warning
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
+    assert log_metrics(handler)({}, None) == "done"
+    emf = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert emf["BatchItemsOk"] == [1.0]
+
+
+class _Manifest:
+    """A batch context's manifest reads, served from bytes, counted."""
+
+    def __init__(self, data: bytes):
+        self.data = data
+        self.ranges: list[str] = []
+
+    def get_manifest(self, ref, byte_range=None):
+        import io
+
+        self.ranges.append(byte_range)
+        lo, hi = (int(n) for n in byte_range.removeprefix("bytes=").split("-"))
+        return {"Body": io.BytesIO(self.data[lo : hi + 1])}
+
+
+def _manifest_lines(*lines: str):
+    from facegate.batch import ItemMessage
+
+    data, msgs, offset = b"", [], 0
+    for n, text in enumerate(lines, start=1):
+        raw = text.encode()
+        if text.startswith("{"):
+            msgs.append(ItemMessage(batch_id="a" * 24, line=n, start=offset, end=offset + len(raw)))
+        data += raw + b"\n"
+        offset += len(raw) + 1
+    return data, msgs
+
+
+def _compare(n: int) -> str:
+    return json.dumps(
+        {"caller_id": f"c-{n}", "image1": {"s3": {"key": "photos/a.jpg"}}, "image2": {"s3": {"key": "photos/b.jpg"}}}
+    )
+
+
+def test_an_invocations_lines_are_read_in_one_ranged_get_when_close_together():
+    from facegate.batch import ManifestRef
+    from facegate.batch_jobs.context import Static
+    from facegate.batch_jobs.lines import Lines
+
+    data, msgs = _manifest_lines(_compare(1), _compare(2), _compare(3), "x" * 5000, _compare(5))
+    ctx = _Manifest(data)
+    lines = Lines(ctx)  # type: ignore[arg-type]
+    static = Static(ManifestRef("b", "batches/m.jsonl", "v1"), "jsonl", None)
+    first, second, third, far = msgs
+
+    lines.read_ahead([third, first, second])  # SQS's order need not be the manifest's
+    assert [lines.parse(m, static).caller_id for m in (second, first, third)] == ["c-2", "c-1", "c-3"]
+    assert ctx.ranges == [f"bytes={first.start}-{third.end - 1}"]
+
+    # A line far from the others (more gap than lines between them) is read on its own.
+    ctx.ranges.clear()
+    lines.read_ahead([first, far])
+    assert [lines.parse(m, static).caller_id for m in (first, far)] == ["c-1", "c-5"]
+    assert ctx.ranges == [f"bytes={first.start}-{first.end - 1}", f"bytes={far.start}-{far.end - 1}"]
+
+    # A line that is not among the invocation's messages (the dead-letter drain's) likewise.
+    ctx.ranges.clear()
+    lines.read_ahead([])
+    assert lines.parse(second, static).caller_id == "c-2" and len(ctx.ranges) == 1

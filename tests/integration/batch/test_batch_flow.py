@@ -5,6 +5,7 @@ duplicate S3 events, CSV manifests and manifests that are not manifests."""
 from __future__ import annotations
 
 import json
+import os
 
 import boto3
 
@@ -203,3 +204,37 @@ def test_a_failed_batch_whose_report_could_not_be_written_gets_it_on_the_retry(b
     (line,) = batches.report("flaky")
     assert line["error"]["code"] == "MALFORMED_MANIFEST"
     assert calls.count("results/flaky.jsonl") == 2
+
+
+def test_the_batch_functions_print_no_metric_warnings_where_metrics_are_off(batches):
+    """Locally (POWERTOOLS_METRICS_DISABLED) nothing is counted, and Powertools' flush
+    warned "No application metrics to publish" after every invocation: one stderr line per
+    invocation of each worker process of the benchmark."""
+    import warnings
+
+    assert os.environ["POWERTOOLS_METRICS_DISABLED"] == "true"
+    batches.upload_manifest("quiet", "\n".join([compare_line(1), "{not json", compare_line(3)]) + "\n")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        meta = batches.run("quiet")
+    assert meta.status == "done" and meta.done == 3
+    assert [str(w.message) for w in caught if "metrics" in str(w.message)] == []
+
+
+def test_the_worker_reads_the_lines_of_an_invocation_in_one_ranged_get(batches):
+    """A line's message carries its byte range only; the worker read each line with a GET
+    of its own, on top of the two images: 3 GETs per compare. Now one per invocation."""
+    from facegate.batch_jobs import default_jobs
+
+    ranged = []
+    default_jobs().ctx.s3.meta.events.register(
+        "provide-client-params.s3.GetObject", lambda params, **_: ranged.append(params.get("Range"))
+    )
+    batches.upload_manifest("twenty", "\n".join(compare_line(n) for n in range(1, 21)) + "\n")
+    meta = batches.run("twenty")
+    assert meta.status == "done" and meta.done == 20
+    report = batches.report("twenty")
+    assert [(r["line"], r["caller_id"], r["status"]) for r in report] == [(n, f"c-{n}", "ok") for n in range(1, 21)]
+    invocations = batches.local.worker.invocations
+    assert 2 <= invocations <= 4  # ten messages at a time
+    assert len([r for r in ranged if r]) == invocations
