@@ -10,7 +10,6 @@ import json
 import os
 import re
 import sys
-import warnings
 from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -177,9 +176,6 @@ def build_runtime(
     the template, the functions' environment applied, every handler imported."""
     original = dict(environ)
     region = aws.isolate_environment(environ)
-    # Powertools warns on every invocation that flushes no metrics; with metrics
-    # disabled locally that is every invocation, and the access log drowns in it.
-    warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
     path = Path(template_path or environ.get("FACEGATE_TEMPLATE") or ROOT / "template.yaml")
     if not path.is_file():
         raise StartupError(f"no SAM template at {path}")

@@ -5,8 +5,8 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from facegate.batch_jobs import default_jobs, log_metrics, remaining_seconds
-from facegate.observability import logger, tracer
+from facegate.batch_jobs import default_jobs, remaining_seconds
+from facegate.observability import log_metrics, logger, tracer
 
 
 # Not @tracer.capture_method: it logs every exception with its traceback, and a retried
@@ -17,7 +17,7 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> None:
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
-@log_metrics
+@log_metrics()
 def lambda_handler(event, context):
     processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
     return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

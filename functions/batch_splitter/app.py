@@ -3,8 +3,8 @@
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from facegate.batch_jobs import default_jobs, log_metrics
-from facegate.observability import logger, tracer
+from facegate.batch_jobs import default_jobs
+from facegate.observability import log_metrics, logger, tracer
 
 
 # Not @tracer.capture_method: it logs every exception with its traceback, and a retried
@@ -15,7 +15,7 @@ def record_handler(record: SQSRecord) -> None:
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
-@log_metrics
+@log_metrics()
 def lambda_handler(event, context):
     # One processor per invocation: its state is per batch of records.
     processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)

@@ -5,8 +5,8 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from facegate.batch_jobs import default_jobs, log_metrics, remaining_seconds
-from facegate.observability import logger, tracer
+from facegate.batch_jobs import default_jobs, remaining_seconds
+from facegate.observability import log_metrics, logger, tracer
 
 
 # Not @tracer.capture_method: it logs every exception with its traceback, and a retried
@@ -23,7 +23,7 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> None:
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
-@log_metrics
+@log_metrics()
 def lambda_handler(event, context):
     processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
     # The event's lines are read from the manifest together, in one ranged GET.

@@ -4,6 +4,7 @@ lines and summaries. Pure code: no AWS."""
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pytest
 
@@ -420,19 +421,20 @@ def test_the_pacers_window_runs_from_when_the_service_had_the_answer(monkeypatch
 
 
 def test_batch_functions_flush_their_metrics_where_metrics_are_on(monkeypatch, capsys):
-    from facegate.batch_jobs import log_metrics
     from facegate.batch_jobs.context import count
+    from facegate.observability import log_metrics
 
     def handler(event, context):
         count("BatchItemsOk")
         return "done"
 
     monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
-    assert log_metrics(handler) is handler  # off: no flush, so no "No application metrics" warning
+    assert log_metrics()(handler) is handler  # off: no flush, so no "No application metrics" warning
     monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
-    assert log_metrics(handler)({}, None) == "done"
-    emf = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert emf["BatchItemsOk"] == [1.0]
+    context = SimpleNamespace(function_name="facegate-BatchWorkerFunction")
+    assert log_metrics()(handler)({}, context) == "done"
+    emf = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert [e["BatchItemsOk"] for e in emf if "BatchItemsOk" in e] == [[1.0]]
 
 
 class _Manifest:

@@ -115,14 +115,17 @@ metrics = Metrics(namespace="Facegate", service="facegate")
 
 
 def log_metrics() -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """``metrics.log_metrics`` for an API handler, with the ColdStart metric only where
-    metrics are on: Powertools (3.37) writes ColdStart through ``single_metric``, which
-    prints its EMF record even when POWERTOOLS_METRICS_DISABLED is true (``make run``
-    would print it after each function's first request). Decided at import, when a
-    container reads its environment."""
+    """``metrics.log_metrics`` (with the ColdStart metric) for every function, where metrics
+    are on. Where they are off (``make run``, tests) the handler runs undecorated: Powertools
+    (3.37) would still print ColdStart through ``single_metric``, which ignores
+    POWERTOOLS_METRICS_DISABLED, and warn "No application metrics to publish" after every
+    invocation, since nothing is collected. Decided at import, when a container reads its
+    environment."""
     from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
-    return metrics.log_metrics(capture_cold_start_metric=not is_metrics_disabled())
+    if is_metrics_disabled():
+        return lambda handler: handler
+    return metrics.log_metrics(capture_cold_start_metric=True)
 
 
 # --- metric names (namespace Facegate; Powertools adds the ``service`` dimension) -------------

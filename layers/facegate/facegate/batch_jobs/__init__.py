@@ -84,16 +84,3 @@ def remaining_seconds(context: Any, default: float = 60.0) -> float:
 @cache
 def default_jobs() -> BatchJobs:
     return BatchJobs()
-
-
-def log_metrics(handler: Callable[..., Any]) -> Callable[..., Any]:
-    """``metrics.log_metrics`` for a batch function, where metrics are on. Where they are
-    off (locally) ``count`` collects nothing, and Powertools (3.37) would still flush after
-    every invocation and warn "No application metrics to publish" on stderr: the handler
-    runs undecorated instead. Decided at import, when a container reads its environment
-    (as ``observability.log_metrics``)."""
-    from aws_lambda_powertools.metrics.functions import is_metrics_disabled
-
-    from facegate.observability import metrics
-
-    return handler if is_metrics_disabled() else metrics.log_metrics(handler)
