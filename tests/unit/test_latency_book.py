@@ -260,3 +260,18 @@ def test_the_written_samples_are_not_biased_towards_slow_answers():
     written = [ms for _, ms, _ in book.writes]
     assert len(written) > 4000  # most intervals got their sample
     assert statistics.median(written) == pytest.approx(statistics.median(latencies), rel=0.05)
+
+
+@pytest.mark.parametrize("value", ["0", "0.1", "1"])
+def test_the_removed_sample_rate_setting_is_refused_naming_its_replacement(value):
+    # A stage that set FACEGATE_LATENCY_SAMPLE_RATE=0 to stop the writes must not silently get
+    # one a second: it fails like any bad setting, and says what to set instead.
+    with pytest.raises(ValidationError) as refused:
+        Settings.from_env({"FACEGATE_LATENCY_SAMPLE_RATE": value, "FACEGATE_LATENCY_SAMPLE_INTERVAL_S": "off"})
+    (error,) = refused.value.errors()
+    assert error["loc"] == ("FACEGATE_LATENCY_SAMPLE_RATE",)
+    assert "FACEGATE_LATENCY_SAMPLE_INTERVAL_S" in error["msg"] and "`off`" in error["msg"]
+
+
+def test_an_empty_removed_setting_counts_as_unset():
+    assert Settings.from_env({"FACEGATE_LATENCY_SAMPLE_RATE": ""}).latency_sample_interval_s == SAMPLE_INTERVAL_S
