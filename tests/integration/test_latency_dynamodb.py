@@ -72,12 +72,12 @@ def test_one_write_per_sampled_answer_and_no_read_before_it(table):
     book.record("shuxun", 43)  # within the interval: no DynamoDB call at all
     book.record("kuaidi100", 44)  # another vendor: its own interval
     assert calls == ["update_item", "update_item"]
-    clock.t += 1.0
-    book.record("shuxun", 45)
+    clock.t += 1.5
+    book.record("shuxun", 45)  # started 1.455 s after the first call did: the interval is over
     assert calls == ["update_item"] * 3
     assert sorted(DynamoLatencyBook(table)._read(["shuxun"])["shuxun"]) == [
         (42.0, Clock.t),
-        (45.0, Clock.t + 1.0),
+        (45.0, Clock.t + 1.5),
     ]
 
 

@@ -28,6 +28,7 @@
 | FACEGATE_MAX_RETRIES | retries of one vendor, only when it cannot have billed | 1 |
 | FACEGATE_STATE_TABLE | DynamoDB table of vendor cooldowns and observed latencies; in memory without | (none) |
 | FACEGATE_LATENCY_SAMPLE_INTERVAL_S | least seconds between latency samples of a vendor (0: all; off: none) | 1 |
+| FACEGATE_LATENCY_SAMPLE_RATE | removed: refused, FACEGATE_LATENCY_SAMPLE_INTERVAL_S replaces it | — |
 | FACEGATE_COOLDOWN_FAILURES / _WINDOW_S / _S | failures in the window that open a cooldown; its length | 5 / 60 / 30 |
 | FACEGATE_PEPPER_SECRET | secret (name or ARN) holding the stage's pepper for ID-number HMACs | (none) |
 | FACEGATE_PEPPER | the pepper itself (local runs); without either, no ID-number HMAC is stored | (none) |
@@ -47,7 +48,8 @@ from collections.abc import Mapping
 from functools import cache
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from facegate.models import VENDOR_IDS, SecurityLevel, VendorId
 from facegate.vendors.base import RESPONSE_MAX_SKEW_S
@@ -67,6 +69,20 @@ def _json(v: object) -> object:
     if isinstance(v, str):
         return json.loads(v) if v.strip() else {}
     return v
+
+
+# Settings this release removed, each with what replaces it. A stage still setting one is refused
+# at start rather than ignored or warned about: the old value meant something the new default
+# does not (FACEGATE_LATENCY_SAMPLE_RATE=0 turned the latency writes off; ignored, they come back
+# at one per vendor per second per container), and a warning in a log nobody reads changes
+# nothing. Refused, it fails like any other bad setting (a ValidationError on the first request:
+# a logged 500 and the InternalErrors alarm), and the message says what to set instead.
+REMOVED = {
+    "FACEGATE_LATENCY_SAMPLE_RATE": (
+        "removed: set FACEGATE_LATENCY_SAMPLE_INTERVAL_S instead, the least seconds between a vendor's"
+        " latency samples (`off`: none, where a rate of 0 stopped them; `0`: every answer)"
+    ),
+}
 
 
 class Timeout(BaseModel):
@@ -136,6 +152,13 @@ class Settings(BaseModel):
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
+        removed = [
+            InitErrorDetails(type=PydanticCustomError("removed_setting", why), loc=(name,), input=env[name])
+            for name, why in REMOVED.items()
+            if env.get(name, "") != ""  # empty: unset, as for every setting
+        ]
+        if removed:
+            raise ValidationError.from_exception_data(cls.__name__, removed)
         prefix = "FACEGATE_"
         values = {k[len(prefix) :].lower(): v for k, v in env.items() if k.startswith(prefix) and v != ""}
         known = {k: v for k, v in values.items() if k in cls.model_fields}

@@ -11,12 +11,15 @@ the new one — DynamoDB's update expressions add and subtract but do not multip
 read-modify-write race; the slots need none.)
 
 Samples are thinned by time, not by chance: a container writes at most one sample per vendor
-per ``sample_interval_s`` (``FACEGATE_LATENCY_SAMPLE_INTERVAL_S``), the first answer after the
-interval; the others are not written. At low traffic every answer is still written; at high
-traffic each of N warm containers writes about one a second, so a vendor's slots span the last
-~8/N seconds of answers. Which answer is written does not depend on how long it took, so the
-samples stay a fair draw of the vendor's latencies. ``None`` writes none (``fastest`` then sees
-every vendor as not observed: the stated order).
+per ``sample_interval_s`` (``FACEGATE_LATENCY_SAMPLE_INTERVAL_S``), the first call *started*
+after the interval; the others are not written. The claim is on the start, not the answer: the
+first answer after a boundary is the call that was running across it, and a long call is more
+likely to span a boundary, so claiming answers would favour slow ones (one container calling a
+vendor back to back: a median ~40 % high). Whether a call started after the boundary does not
+depend on how long it then took, so the samples stay a fair draw of the vendor's latencies. At
+low traffic every answer is still written; at high traffic each of N warm containers writes
+about one a second, so a vendor's slots span the last ~8/N seconds of answers. ``None`` writes
+none (``fastest`` then sees every vendor as not observed: the stated order).
 
 In DynamoDB the samples live in the cooldowns' table (``FACEGATE_STATE_TABLE``), one item per
 vendor beside its cooldown item: ``pk = "latency#<id>"``, attributes ``s0`` … ``s7`` each
@@ -79,33 +82,47 @@ class LatencyBook(ABC):
         self.sample_interval_s = sample_interval_s
         self.clock = clock
         self._rng = rng or random.Random()  # noqa: S311 - spreads slots, not crypto  # nosec B311
-        # Per vendor: the next slot to write and when this container last wrote one.
+        # Per vendor: the next slot to write, and when the call this container last sampled
+        # started and answered.
         self._next_slot: dict[str, Iterator[int]] = {}
-        self._written_at: dict[str, float] = {}
+        self._sampled: dict[str, tuple[float, float]] = {}
         self._claim_lock = threading.Lock()
 
     def record(self, vendor: str, latency_ms: float) -> None:
-        """One answered call of ``vendor`` took ``latency_ms``: written down unless this container
-        wrote one of ``vendor``'s samples less than ``sample_interval_s`` ago."""
-        claimed = self._claim(vendor)
+        """One call of ``vendor`` answered now, after ``latency_ms``: written down unless this
+        container sampled a call of ``vendor`` that started less than ``sample_interval_s``
+        before this one did (or after it: a call that started earlier but answered later is
+        not written either)."""
+        claimed = self._claim(vendor, latency_ms)
         if claimed is not None:
             slot, now = claimed
             self._write(vendor, slot, (float(round(latency_ms)), now))  # whole ms, as attempts report
 
-    def _claim(self, vendor: str) -> tuple[int, float] | None:
-        """The slot to write and the sample's time, or None if this answer is not sampled.
-        Check and claim under one lock: answers racing on several threads write once per
+    def _claim(self, vendor: str, latency_ms: float) -> tuple[int, float] | None:
+        """The slot to write and the sample's time, or None if this call is not sampled.
+        Check and claim under one lock: calls answering on several threads write once per
         interval. A write that then fails keeps its claim (best effort: a failing table is
         tried once per interval, not on every answer)."""
         if self.sample_interval_s is None:
             return None
         with self._claim_lock:
             now = self.clock()
-            last = self._written_at.get(vendor)
-            # A clock set back (now < last) does not stop the samples for as long.
-            if last is not None and 0 <= now - last < self.sample_interval_s:
+            # The call's start in this book's own clock (the clock stays injectable; no second
+            # one to agree with). Read a little after the answer (the router notes health
+            # first), it is late by that delay whatever the call's length: no bias.
+            started = now - latency_ms / 1000
+            last = self._sampled.get(vendor)
+            # An interval of 0 writes every answer, in whatever order the calls started. A clock
+            # set back (now before the last sample's time) starts afresh rather than stopping
+            # the samples for as long.
+            if (
+                self.sample_interval_s > 0
+                and last is not None
+                and now >= last[1]
+                and started < last[0] + self.sample_interval_s
+            ):
                 return None
-            self._written_at[vendor] = now
+            self._sampled[vendor] = (started, now)
             slots = self._next_slot.get(vendor)
             if slots is None:
                 slots = self._next_slot[vendor] = itertools.count(self._rng.randrange(self.slots))
