@@ -118,16 +118,12 @@ def use_one_blas_thread() -> list[int]:
     147×32). With the default of one thread per core, a descriptor on this 2-core machine
     under other load took 180-360 ms p50 (threads spinning against the load) against
     15-20 ms single-threaded (bench/RESULTS.md). The environment variable works only before
-    numpy is imported, which the engine does not control, so the library is told directly
-    (threadpoolctl finds the BLAS numpy loaded and sets it for the rest of the process).
+    numpy is imported, which the engine does not control, so threadpoolctl tells the BLAS
+    numpy loaded, for the rest of the process. The generic ``OMP_NUM_THREADS`` does not
+    count: images and tools set it for OpenMP libraries (this OpenBLAS uses pthreads), and
+    honouring it would silently bring back the slow descriptors.
 
-    Only the operator's ``OPENBLAS_NUM_THREADS`` is honoured, not the generic
-    ``OMP_NUM_THREADS``: that one is often set by base images and tools for OpenMP
-    libraries (numpy's OpenBLAS uses its own pthreads pool), and honouring it would
-    silently bring back the slow descriptors.
-
-    Returns the thread count of each BLAS found, as it then stands; none found is logged
-    as a warning, once per process.
+    Returns each BLAS's thread count as it then stands; none found is a warning, once.
     """
     global _blas_missing_reported  # one warning per process
     import numpy  # noqa: F401  (loads the BLAS that threadpoolctl looks for)
@@ -211,12 +207,10 @@ def _avg_pool_2x2_s2(x: np.ndarray) -> np.ndarray:
 def _add_zero_padded(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """add_prev_: the sum over the larger of each size, a value missing from one counting as 0.
 
-    (dlib's tt::add indexes both tensors from the top-left corner and channel 0.) The sizes
-    differ only at the four ares_down blocks: the strided block has twice its input's
-    channels at the first three (35×35×32 → 17×17×64, 17×17×64 → 8×8×128, 8×8×128 →
-    3×3×256; the last keeps 256), and at the last two the 2×2 pooled shortcut is a row and
-    a column larger than the 3×3 stride-2 block (8×8 → 4×4 against 3×3, 4×4 → 2×2 against
-    1×1).
+    (dlib's tt::add indexes both tensors from the top-left corner and channel 0.) Sizes differ
+    only at the four ares_down: the block doubles the channels at the first three (32→64→128
+    →256), and at the last two the pooled shortcut is a row and a column larger than the
+    stride-2 block (from 8×8: 4×4 against 3×3; from 4×4: 2×2 against 1×1).
     """
     import numpy as np
 
