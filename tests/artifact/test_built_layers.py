@@ -223,3 +223,35 @@ def test_a_handler_that_imports_what_its_layers_lack_fails_here(opt, stack, tmp_
     fn["code_dir"] = str(task)
     with pytest.raises(AssertionError, match="No module named 'numpy'"):
         invoke(fn, opt, stack["endpoint"], EVENTS / "results.json")
+
+
+BLAS_PROBE = r"""
+import json, sys
+sys.path[:0] = json.loads(sys.argv[1])  # /opt/python of both layers, nothing else
+from threadpoolctl import threadpool_info, threadpool_limits
+import numpy
+threadpool_limits(limits=2, user_api="blas")  # so one thread is the engine's doing on any machine
+from facegate import engine, engine_net
+engine.models()
+blas = [(i["filepath"], i["num_threads"]) for i in threadpool_info() if i["user_api"] == "blas"]
+print("RESULT " + json.dumps({"returned": engine_net.use_one_blas_thread(), "blas": blas}))
+"""
+
+
+def test_the_engine_runs_blas_on_one_thread_from_its_layers(opt):
+    """threadpoolctl ships in the engine layer and finds the OpenBLAS of the layer's numpy."""
+    paths = [str(opt["facegate"] / "python"), str(opt["engine"] / "python")]
+    done = subprocess.run(  # noqa: S603 - the base interpreter, isolated
+        [sys._base_executable, "-I", "-S", "-c", BLAS_PROBE, json.dumps(paths)],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "FACEGATE_MODELS_DIR": str(opt["engine"] / "models")},
+        timeout=120,
+        check=False,
+    )
+    lines = [x for x in done.stdout.splitlines() if x.startswith("RESULT ")]
+    assert done.returncode == 0 and lines, done.stderr[-4000:]
+    out = json.loads(lines[-1].removeprefix("RESULT "))
+    assert out["returned"] == [1]
+    [(filepath, threads)] = out["blas"]
+    assert filepath.startswith(str(opt["engine"] / "python")) and threads == 1

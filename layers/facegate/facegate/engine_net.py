@@ -105,38 +105,43 @@ class FaceNet:
         return out
 
 
-# The numpy wheels' OpenBLAS (numpy.libs/libscipy_openblas64_*.so, on x86_64 and aarch64 alike).
-_OPENBLAS_SET_THREADS = ("scipy_openblas_set_num_threads64_", "openblas_set_num_threads64_", "openblas_set_num_threads")
-_OPENBLAS_GET_THREADS = ("scipy_openblas_get_num_threads64_", "openblas_get_num_threads64_", "openblas_get_num_threads")
+# Read by OpenBLAS itself when it loads, so a thread count set there is already in force.
+BLAS_THREADS_ENV = "OPENBLAS_NUM_THREADS"
+_blas_missing_reported = False
 
 
-def use_one_blas_thread() -> int | None:
-    """Make numpy's OpenBLAS use one thread, unless ``OPENBLAS_NUM_THREADS`` says otherwise.
+def use_one_blas_thread() -> list[int]:
+    """Make numpy's BLAS use one thread, unless ``OPENBLAS_NUM_THREADS`` says otherwise.
 
     Why one: a Lambda function of ≤ 1769 MB gets one vCPU's worth of time, the local server
     runs requests in threads of its own, and these matrices are small (at most 5184×147 by
     147×32). With the default of one thread per core, a descriptor on this 2-core machine
     under other load took 180-360 ms p50 (threads spinning against the load) against
     15-20 ms single-threaded (bench/RESULTS.md). The environment variable works only before
-    numpy is imported, which the engine does not control, so the library is told directly.
-    Returns the thread count OpenBLAS then reports, or None where it cannot be reached.
+    numpy is imported, which the engine does not control, so threadpoolctl tells the BLAS
+    numpy loaded, for the rest of the process. The generic ``OMP_NUM_THREADS`` does not
+    count: images and tools set it for OpenMP libraries (this OpenBLAS uses pthreads), and
+    honouring it would silently bring back the slow descriptors.
+
+    Returns each BLAS's thread count as it then stands; none found is a warning, once.
     """
-    import ctypes
+    global _blas_missing_reported  # one warning per process
+    import numpy  # noqa: F401  (loads the BLAS that threadpoolctl looks for)
+    from threadpoolctl import ThreadpoolController
 
-    import numpy as np
+    blas = ThreadpoolController().select(user_api="blas")
+    if not blas.lib_controllers:
+        if not _blas_missing_reported:
+            _blas_missing_reported = True
+            from facegate import observability
 
-    libraries = sorted((Path(np.__file__).parent.parent / "numpy.libs").glob("libscipy_openblas*"))
-    for library in libraries:
-        blas = ctypes.CDLL(str(library))  # already loaded by numpy: the same handle
-        setter = next((getattr(blas, name) for name in _OPENBLAS_SET_THREADS if hasattr(blas, name)), None)
-        getter = next((getattr(blas, name) for name in _OPENBLAS_GET_THREADS if hasattr(blas, name)), None)
-        if setter is None or getter is None:
-            continue
-        if not os.environ.get("OPENBLAS_NUM_THREADS"):
-            setter(1)
-        threads: int = getter()
-        return threads
-    return None
+            observability.logger.warning(
+                "the built-in engine found no BLAS to set to one thread: descriptors may be several times slower"
+            )
+        return []
+    if not os.environ.get(BLAS_THREADS_ENV):
+        blas.limit(limits=1)  # not a `with` block: the limit stays for the process
+    return [int(library["num_threads"]) for library in blas.info()]
 
 
 # -- forward-pass pieces, all on H×W×C float32 arrays -------------------------------------
@@ -202,9 +207,10 @@ def _avg_pool_2x2_s2(x: np.ndarray) -> np.ndarray:
 def _add_zero_padded(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """add_prev_: the sum over the larger of each size, a value missing from one counting as 0.
 
-    (dlib's tt::add indexes both tensors from the top-left corner and channel 0.) In this
-    network the block output has twice its input's channels at each ares_down, and at the
-    16→8→4→2 steps the pooled shortcut is a row and column larger than the strided block.
+    (dlib's tt::add indexes both tensors from the top-left corner and channel 0.) Sizes differ
+    only at the four ares_down: the block doubles the channels at the first three (32→64→128
+    →256), and at the last two the pooled shortcut is a row and a column larger than the
+    stride-2 block (from 8×8: 4×4 against 3×3; from 4×4: 2×2 against 1×1).
     """
     import numpy as np
 
@@ -354,7 +360,7 @@ def load(path: Path) -> FaceNet:
             versions.append(r.version((1, 2), "add_layer"))
 
     r.tag(("input_rgb_image_sized",))
-    channel_means = np.array([r.real(), r.real(), r.real()], dtype=np.float32)
+    channel_means = _read_only(np.array([r.real(), r.real(), r.real()], dtype=np.float32))
     r.expect((r.integer(), r.integer()), (CHIP_SIZE, CHIP_SIZE), "input size")
 
     # Details from the bottom up; the parameter-bearing layers in that order.
@@ -448,7 +454,13 @@ def _read_fc(r: _Reader, num_inputs: int, num_outputs: int) -> np.ndarray:
     for _ in range(4):
         r.real()
     r.expect(params.size, num_inputs * num_outputs, "fc_ parameter count")
-    return np.ascontiguousarray(params.reshape(num_inputs, num_outputs), dtype=np.float32).copy()
+    return _read_only(np.ascontiguousarray(params.reshape(num_inputs, num_outputs), dtype=np.float32).copy())
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    """The frozen dataclasses do not freeze their arrays: a forward pass must not be able to change a weight."""
+    array.setflags(write=False)
+    return array
 
 
 def _skip_layer_state(r: _Reader, version: int, *, is_input: bool) -> None:
@@ -478,8 +490,8 @@ def _fold(
     out_channels = filters.shape[0]
     weights = filters.transpose(2, 3, 1, 0).reshape(-1, out_channels) * gamma
     return _Conv(
-        weights=np.ascontiguousarray(weights, dtype=np.float32),
-        bias=(bias * gamma + beta).astype(np.float32),
+        weights=_read_only(np.ascontiguousarray(weights, dtype=np.float32)),
+        bias=_read_only((bias * gamma + beta).astype(np.float32)),
         size=size,
         stride=stride,
         padding=padding,
