@@ -315,12 +315,13 @@ def _paced_calls(rate: float, instances: int, calls: int, seed: int) -> list[tup
             assert s > 0
             now[0] += s
 
-        pacer = Pacer(sleep=sleep, clock=lambda now=now: now[0])
+        pacer = Pacer(cfg, sleep=sleep, clock=lambda now=now: now[0])
         for _ in range(calls):
             now[0] += rng.choice([0.0, 0.0, 0.0, 0.15])
-            with pacer.paced("shuxun", cfg):
-                started = now[0]
-                now[0] += rng.uniform(0.02, 0.1)
+            pacer.before("shuxun")
+            started = now[0]
+            now[0] += rng.uniform(0.02, 0.1)
+            pacer.after("shuxun")
             out.append((started, now[0]))
     return out
 
@@ -362,11 +363,12 @@ def test_paced_instances_stay_close_to_the_rate(rate, instances, share):
 
     cfg = Settings(batch_vendor_rates={"shuxun": rate}, batch_concurrency=instances)
     now = [0.0]
-    pacer = Pacer(sleep=lambda s: now.__setitem__(0, now[0] + s), clock=lambda: now[0])
+    pacer = Pacer(cfg, sleep=lambda s: now.__setitem__(0, now[0] + s), clock=lambda: now[0])
     ends = []
     for _ in range(200):
-        with pacer.paced("shuxun", cfg):
-            now[0] += 0.05  # the vendor's latency
+        pacer.before("shuxun")
+        now[0] += 0.05  # the vendor's latency
+        pacer.after("shuxun")
         ends.append(now[0])
     assert len(ends) / ends[-1] * instances >= share * rate
 
@@ -386,38 +388,56 @@ def test_the_pacer_leaves_vendors_without_a_rate_alone():
     from facegate.config import Settings
 
     slept = []
-    pacer = Pacer(sleep=slept.append, clock=lambda: 0.0)
-    cfg = Settings(batch_vendor_rates={"shuxun": 10.0}, batch_concurrency=10)
+    pacer = Pacer(Settings(batch_vendor_rates={"shuxun": 10.0}, batch_concurrency=10), slept.append, lambda: 0.0)
     for _ in range(5):
-        with pacer.paced("face2", cfg):
-            pass
-    assert pacer.wait("face2", cfg) == 0.0 and slept == []
-    with pacer.paced("shuxun", cfg):
-        pass
-    assert pacer.wait("shuxun", cfg) == pytest.approx(1.0 + PACING_MARGIN_S) and len(slept) == 1
+        pacer.before("face2")
+        pacer.after("face2")
+    pacer.before("face2")
+    assert slept == []
+    pacer.before("shuxun")
+    pacer.after("shuxun")
+    pacer.before("shuxun")
+    assert slept == [pytest.approx(1.0 + PACING_MARGIN_S)]
 
 
-def test_the_pacers_window_runs_from_when_the_service_had_the_answer(monkeypatch):
-    """Not from after the item's record was written (results log, usage count): the
-    vendor had counted the call by the time the service recorded its outcome."""
-    from facegate import service
+def test_the_router_paces_each_vendor_call_from_its_end():
+    """The pacer is the item's gate: the router tells it of every call, a retry and a
+    fallback too, and the window runs from the vendor's answer: the item's own work
+    before the call (image reads, decoding) and after it (the records) is not in it."""
     from facegate.batch_jobs.context import PACING_MARGIN_S
-    from facegate.batch_jobs.work import AnsweredLog, Pacer
+    from facegate.batch_jobs.work import Pacer
     from facegate.config import Settings
+    from facegate.errors import VendorUnavailable
+    from facegate.health import MemoryHealthBook
+    from facegate.router import Attempts, Planned, RetryPolicy, Router
 
     now = [0.0]
-    pacer = Pacer(sleep=lambda s: now.__setitem__(0, now[0] + s), clock=lambda: now[0])
-    cfg = Settings(batch_vendor_rates={"shuxun": 10.0}, batch_concurrency=10)
-    written = []
-    monkeypatch.setattr(service, "_record_of", lambda call, outcome, store: ("record", outcome))
-    store = type("Store", (), {"put": lambda self, record: written.append(record)})()
-    log = AnsweredLog(pacer.clock)
-    with pacer.paced("shuxun", cfg, log):
+    slept = []
+
+    def sleep(s):
+        slept.append(s)
+        now[0] += s
+
+    cfg = Settings(batch_vendor_rates={"shuxun": 10.0, "face2": 10.0}, batch_concurrency=10)  # 1 call a window
+    pacer = Pacer(cfg, sleep, lambda: now[0])
+    router = Router(MemoryHealthBook(), vendor_for=lambda cls: cls, retry=RetryPolicy(1, 0), sleep=lambda s: None)
+    plan = [Planned(type(v, (), {"id": v}), None) for v in ("shuxun", "face2")]
+    answers = {"shuxun": [VendorUnavailable("refused", billed=False)] * 2, "face2": ["answer", "answer"]}
+
+    def attempt(vendor, planned):
         now[0] += 0.05  # the vendor
-        assert log.record(object(), "answer", store) and not log.record(object(), "again", store)
-        now[0] += 0.04  # the record's writes
-    assert log.answered_at == pytest.approx(0.05) and written == [("record", "answer")]
-    assert pacer.wait("shuxun", cfg) == pytest.approx(0.05 + 1.0 + PACING_MARGIN_S - 0.09)
+        step = answers[planned.id].pop(0)
+        if isinstance(step, Exception):
+            raise step
+        return SimpleNamespace(billed=True)
+
+    now[0] += 0.3  # the item's images
+    router.first(plan, attempt, Attempts(), None, pacer)
+    # shuxun, shuxun's retry a window after the first call's end, face2 (not paced by shuxun's calls)
+    assert slept == [pytest.approx(1.0 + PACING_MARGIN_S)]
+    now[0] += 0.2  # the item's records, the next item's images
+    router.first(plan[1:], attempt, Attempts(), None, pacer)
+    assert slept[1] == pytest.approx(1.0 + PACING_MARGIN_S - 0.2)  # face2's window less the time since its end
 
 
 def test_batch_functions_flush_their_metrics_where_metrics_are_on(monkeypatch, capsys):

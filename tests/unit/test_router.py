@@ -136,6 +136,77 @@ def test_no_attempt_starts_without_time_to_finish():
     assert [a.outcome for a in attempts.items] == ["VENDOR_TIMEOUT"]
 
 
+class Gate:
+    """Notes what the router tells it, with what the script had called by then."""
+
+    def __init__(self, script: Script):
+        self.script = script
+        self.events: list[tuple[str, str, int]] = []
+
+    def before(self, vendor_id: str) -> None:
+        self.events.append(("before", vendor_id, len(self.script.calls)))
+
+    def after(self, vendor_id: str) -> None:
+        self.events.append(("after", vendor_id, len(self.script.calls)))
+
+
+def test_the_gate_is_told_of_each_vendor_call_a_retry_and_a_fallback_too():
+    script = Script(a=[refused(), errors.VendorRateLimited("slow down", billed=False)], b=[Outcome(label="b")])
+    gate = Gate(script)
+    _, out = router(retries=1).first(plan("a", "b"), script, Attempts(), None, gate)
+    assert out.label == "b"
+    assert gate.events == [
+        ("before", "a", 0),
+        ("after", "a", 1),
+        ("before", "a", 1),  # the retry
+        ("after", "a", 2),
+        ("before", "b", 2),  # the fallback
+        ("after", "b", 3),
+    ]
+
+
+def test_the_gate_is_not_told_of_attempts_that_never_call():
+    clock = Clock()
+    book = MemoryHealthBook(CooldownPolicy(failures=1, window_s=60, cooldown_s=30), clock=clock)
+    book.record_failure("a")  # a is cooling down
+    script = Script(a=[Outcome()], b=[Outcome(label="b")])
+    gate = Gate(script)
+    _, out = router(book).first(plan("a", "b"), script, Attempts(), None, gate)
+    assert out.label == "b" and gate.events == [("before", "b", 0), ("after", "b", 1)]
+
+    gate.events.clear()
+    with pytest.raises(errors.DeadlineExceeded):
+        router().first(plan("b"), script, Attempts(), time.monotonic() + 0.1, gate)
+    assert gate.events == []
+
+
+def test_no_attempt_starts_when_the_gate_waited_until_too_close_to_the_deadline():
+    script = Script(a=[Outcome()])
+    attempts = Attempts()
+
+    class Waits(Gate):
+        def before(self, vendor_id: str) -> None:
+            super().before(vendor_id)
+            time.sleep(0.3)
+
+    gate = Waits(script)
+    with pytest.raises(errors.DeadlineExceeded):
+        router().first(plan("a"), script, attempts, time.monotonic() + 1.0, gate)
+    assert script.calls == [] and [a.outcome for a in attempts.items] == ["VENDOR_TIMEOUT"]
+
+
+def test_consensus_tells_the_gate_of_each_vendor():
+    script = Script(a=[Outcome()], b=[Outcome()])
+    gate = Gate(script)
+    router().every(plan("a", "b"), script, Attempts(), None, gate)
+    assert sorted((e, v) for e, v, _ in gate.events) == [
+        ("after", "a"),
+        ("after", "b"),
+        ("before", "a"),
+        ("before", "b"),
+    ]
+
+
 def test_billed_summary():
     a = Attempts()
     a.add("x", "VENDOR_UNAVAILABLE", False, time.monotonic())

@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from facegate import observability
 from facegate.errors import (
@@ -52,6 +52,16 @@ MIN_ATTEMPT_S = 0.75
 
 class VendorCoolingDown(VendorUnavailable):
     code = "VENDOR_UNAVAILABLE"
+
+
+class VendorGate(Protocol):
+    """Told of each call to a vendor: ``before`` right before it (it may wait: a batch's
+    pacing, ``facegate.batch_jobs.work.Pacer``) and ``after`` once it ended, answered or
+    not. Not told of attempts that never call (deadline, cooldown, retries' backoff)."""
+
+    def before(self, vendor_id: str) -> None: ...
+
+    def after(self, vendor_id: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -130,11 +140,12 @@ class Router:
         attempt: Callable[[Vendor, Planned], Any],
         attempts: Attempts,
         deadline: float | None,
+        gate: VendorGate | None = None,
     ) -> tuple[Vendor, Any]:
         last: VendorError | None = None
         for i, planned in enumerate(plan):
             try:
-                return self._try(planned, attempt, attempts, deadline)
+                return self._try(planned, attempt, attempts, deadline, gate)
             except VendorError as e:
                 if not e.failover:
                     raise
@@ -150,6 +161,7 @@ class Router:
         attempt: Callable[[Vendor, Planned], Any],
         attempts: Attempts,
         deadline: float | None,
+        gate: VendorGate | None = None,
     ) -> list[tuple[str, Vendor | None, Any]]:
         """(vendor id, vendor, outcome or FacegateError) for each planned vendor, in plan order."""
 
@@ -157,7 +169,7 @@ class Router:
 
         def one(planned: Planned) -> tuple[str, Vendor | None, Any]:
             try:
-                vendor, outcome = self._try(planned, attempt, attempts, deadline)
+                vendor, outcome = self._try(planned, attempt, attempts, deadline, gate)
                 return planned.id, vendor, outcome
             except FacegateError as e:
                 return planned.id, None, e
@@ -198,29 +210,41 @@ class Router:
         )
         return a
 
+    def _check_time(self, attempts: Attempts, planned: Planned, deadline: float | None) -> None:
+        """Raise (and record) DeadlineExceeded when too little time is left for an attempt."""
+        if deadline is not None and deadline - time.monotonic() < MIN_ATTEMPT_S:
+            e = DeadlineExceeded(
+                f"no time left to ask {planned.id} before the request's deadline", vendor=planned.id, billed=False
+            )
+            self._record(attempts, planned, e.code, False, time.monotonic(), called=False)
+            raise e
+
     def _try(
         self,
         planned: Planned,
         attempt: Callable[[Vendor, Planned], Any],
         attempts: Attempts,
         deadline: float | None,
+        gate: VendorGate | None,
     ) -> tuple[Vendor, Any]:
         vid = planned.id
         for n in range(self.retry.max_retries + 1):
-            if deadline is not None and deadline - time.monotonic() < MIN_ATTEMPT_S:
-                e = DeadlineExceeded(
-                    f"no time left to ask {vid} before the request's deadline", vendor=vid, billed=False
-                )
-                self._record(attempts, planned, e.code, False, time.monotonic(), called=False)
-                raise e
+            self._check_time(attempts, planned, deadline)
             if not self.health.allow(vid):
                 cooling = VendorCoolingDown(f"{vid} is cooling down after repeated failures", vendor=vid, billed=False)
                 self._record(attempts, planned, "VENDOR_COOLING_DOWN", False, time.monotonic(), called=False)
                 raise cooling
+            if gate is not None:
+                gate.before(vid)
+                self._check_time(attempts, planned, deadline)  # ``before`` may have waited
             started = time.monotonic()
             try:
                 vendor = self.vendor_for(planned.vendor_class)
-                outcome = attempt(vendor, planned)
+                try:
+                    outcome = attempt(vendor, planned)
+                finally:
+                    if gate is not None:
+                        gate.after(vid)
             except CallerError as e:
                 # The vendor answered (about the request): it is healthy.
                 e.vendor = e.vendor or vid

@@ -54,7 +54,7 @@ from facegate.models import (
     VerifyIdentityRequest,
     VerifyIdentityResponse,
 )
-from facegate.router import Attempts, Planned, RetryPolicy, Router, combine
+from facegate.router import Attempts, Planned, RetryPolicy, Router, VendorGate, combine
 from facegate.secrets import is_configured, load_credentials
 from facegate.store import ConsensusVote, PrescreenNote, ResultRecord, ResultsStore, ResultView, default_store, now
 from facegate.strategy import arrange
@@ -123,6 +123,7 @@ class Caller:
     batch_line: int | None = None
     idempotency_id: str | None = None  # the Idempotency-Key record this call answers (facegate.idempotency)
     log: CallLog = field(default_factory=CallLog, repr=False, compare=False)  # its one results-log record
+    gate: VendorGate | None = field(default=None, repr=False, compare=False)  # told of each vendor call (batch pacing)
 
     def __post_init__(self) -> None:
         if self.tenant is None and self.batch_id is not None:
@@ -247,7 +248,7 @@ class Service:
             return vendor.compare(refs[0], refs[1], self._ctx(call, planned, req.security_level))
 
         if req.consensus is None:
-            vendor, outcome = self.router.first(plan, attempt, call.attempts, call.caller.deadline)
+            vendor, outcome = self.router.first(plan, attempt, call.attempts, call.caller.deadline, call.caller.gate)
             return CompareResponse(
                 **self._verdict(vendor.id, outcome, req.security_level),
                 **self._common(call, vendor.id, outcome),
@@ -260,7 +261,7 @@ class Service:
         """Ask every vendor at once; combine the answers by the request's rule. A caller
         error from any vendor (e.g. no face) is the answer: the request is at fault."""
         assert req.consensus is not None
-        results = self.router.every(plan, attempt, call.attempts, call.caller.deadline)
+        results = self.router.every(plan, attempt, call.attempts, call.caller.deadline, call.caller.gate)
         verdicts, answered = [], []
         for vid, _, result in results:
             if isinstance(result, FacegateError):
@@ -322,7 +323,7 @@ class Service:
             ctx = self._ctx(call, planned, req.security_level)
             return vendor.verify_identity(identity, images.refs_for(vendor)[0], ctx)
 
-        vendor, outcome = self.router.first(plan, attempt, call.attempts, call.caller.deadline)
+        vendor, outcome = self.router.first(plan, attempt, call.attempts, call.caller.deadline, call.caller.gate)
         return VerifyIdentityResponse(
             **self._verdict(vendor.id, outcome, req.security_level),
             **self._common(call, vendor.id, outcome),
@@ -337,7 +338,7 @@ class Service:
         def attempt(vendor: Vendor, planned: Planned) -> DetectOutcome:
             return vendor.detect(images.refs_for(vendor)[0], req.max_faces, self._ctx(call, planned))
 
-        vendor, outcome = self.router.first(plan, attempt, call.attempts, call.caller.deadline)
+        vendor, outcome = self.router.first(plan, attempt, call.attempts, call.caller.deadline, call.caller.gate)
         faces = [
             Face(box=Box(left=f.left, top=f.top, width=f.width, height=f.height), confidence=f.confidence)
             for f in outcome.faces[: req.max_faces]
@@ -360,7 +361,7 @@ class Service:
         def attempt(vendor: Vendor, planned: Planned) -> FeaturesOutcome:
             return vendor.features(images.refs_for(vendor)[0], self._ctx(call, planned))
 
-        vendor, outcome = self.router.first(plan, attempt, call.attempts, call.caller.deadline)
+        vendor, outcome = self.router.first(plan, attempt, call.attempts, call.caller.deadline, call.caller.gate)
         call.dimension = len(outcome.embedding)
         return FeaturesResponse(
             embedding=outcome.embedding,

@@ -9,9 +9,7 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable
 
 from facegate.batch import ItemMessage
 from facegate.batch_jobs.context import (
@@ -35,13 +33,7 @@ from facegate.errors import FacegateError, InternalError
 from facegate.ids import new_request_id
 from facegate.models import CompareRequest, CompareResponse, Operation, VerifyIdentityResponse
 from facegate.observability import logger
-from facegate.service import Caller, CallLog
-
-if TYPE_CHECKING:
-    from pydantic import BaseModel
-
-    from facegate.service import Call
-    from facegate.store import ResultsStore
+from facegate.service import Caller
 
 
 class Pacer:
@@ -58,18 +50,22 @@ class Pacer:
     on average only: the instances' calls may still bunch).
 
     The vendor counts a call somewhere between its sending and its answer, so the window
-    runs from each call's *end* (``done``): a call starts only once ``window`` has passed
+    runs from each call's *end* (``after``): a call starts only once ``window`` has passed
     since the end of the call ``per_window`` calls before it. Spacing the planned starts
     instead let a call delayed on its way (image reads, a busy CPU) land within a second of
-    the calls after it: 32 of 300 calls refused at 10/s over 3 instances. The price is the
-    vendor's latency once per window (93 % of the cap at 50 ms, per_window calls per
-    1.07 s). State is per thread (a thread is an instance in the local emulation; in Lambda
-    an instance has one). Only a line's first vendor is paced; fallbacks are not."""
+    the calls after it: 32 of 300 calls refused at 10/s over 3 instances. The router tells
+    the pacer of each vendor call itself (it is the item's ``VendorGate``: fallbacks and
+    retries too), so a window holds only the vendor's own time, not the item's image reads,
+    decoding and records. One pacer is one instance (a thread in the local emulation; in
+    Lambda an instance has one)."""
 
-    def __init__(self, sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self, cfg: Settings, sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic
+    ):
+        self.cfg = cfg
         self.sleep = sleep
         self.clock = clock
-        self._local = threading.local()
+        self._ends: dict[str, deque[float]] = {}  # per vendor: the ends of its last per_window calls
 
     @staticmethod
     def share(rate: float, concurrency: int) -> tuple[int, float]:
@@ -77,61 +73,33 @@ class Pacer:
         per_window = max(1, math.floor(rate / concurrency))
         return per_window, max(1.0, per_window * concurrency / rate) + PACING_MARGIN_S
 
-    def _ends(self, vendor: str, per_window: int) -> deque[float]:
-        ends: dict[str, deque[float]] = self._local.__dict__.setdefault("ends", {})
-        kept = ends.get(vendor)
-        if kept is None or kept.maxlen != per_window:
-            kept = ends[vendor] = deque(kept or (), maxlen=per_window)
-        return kept
-
-    def wait(self, vendor: str, cfg: Settings) -> float:
-        """Sleep until this instance may call ``vendor``; the seconds slept."""
-        rate = cfg.batch_vendor_rates.get(vendor)
+    def _paced(self, vendor: str) -> tuple[deque[float], float] | None:
+        """The ends of ``vendor``'s last calls and its window; None if it has no rate."""
+        rate = self.cfg.batch_vendor_rates.get(vendor)
         if not rate:
-            return 0.0
-        per_window, window = self.share(rate, cfg.batch_concurrency)
-        ends = self._ends(vendor, per_window)
-        if len(ends) < per_window:
-            return 0.0
-        delay = ends[0] + window - self.clock()
-        if delay <= 0:
-            return 0.0
-        self.sleep(delay)
-        return delay
+            return None
+        per_window, window = self.share(rate, self.cfg.batch_concurrency)
+        ends = self._ends.get(vendor)
+        if ends is None:
+            ends = self._ends[vendor] = deque(maxlen=per_window)
+        return ends, window
 
-    def done(self, vendor: str, cfg: Settings, at: float | None = None) -> None:
-        """The call ``wait`` let through was answered (or failed) ``at`` (default: now)."""
-        rate = cfg.batch_vendor_rates.get(vendor)
-        if rate:
-            ends = self._ends(vendor, self.share(rate, cfg.batch_concurrency)[0])
-            ends.append(self.clock() if at is None else at)
+    def before(self, vendor_id: str) -> None:
+        """Sleep until this instance may call ``vendor_id``."""
+        paced = self._paced(vendor_id)
+        if paced is None:
+            return
+        ends, window = paced
+        if len(ends) == ends.maxlen:
+            delay = ends[0] + window - self.clock()
+            if delay > 0:
+                self.sleep(delay)
 
-    @contextmanager
-    def paced(self, vendor: str, cfg: Settings, log: AnsweredLog | None = None) -> Iterator[None]:
-        """``wait``, the call (the block), ``done``: whatever the block raises. Answered when
-        ``log`` says the service had the outcome, else when the block ends."""
-        self.wait(vendor, cfg)
-        try:
-            yield
-        finally:
-            self.done(vendor, cfg, at=log.answered_at if log is not None else None)
-
-
-class AnsweredLog(CallLog):
-    """A batch item's results-log record that also notes when the service had the
-    outcome: the vendor counted the call by then, so the pacer's window runs from there
-    rather than from after the record's own writes (the results log, the usage count:
-    ~20-40 ms of each window in the local emulation)."""
-
-    def __init__(self, clock: Callable[[], float]) -> None:
-        super().__init__()
-        self.clock = clock
-        self.answered_at: float | None = None
-
-    def record(self, call: Call, outcome: BaseModel | FacegateError, store: ResultsStore) -> bool:
-        if self.answered_at is None:
-            self.answered_at = self.clock()
-        return super().record(call, outcome, store)
+    def after(self, vendor_id: str) -> None:
+        """The call ``before`` let through has ended (answered or not)."""
+        paced = self._paced(vendor_id)
+        if paced is not None:
+            paced[0].append(self.clock())
 
 
 class Worker:
@@ -139,11 +107,19 @@ class Worker:
         self.ctx = ctx
         self.lines = lines
         self.reporter = reporter
-        self.pacer = Pacer()
+        self._instance = threading.local()  # a thread is an instance in the local emulation
         self._queue_urls: dict[str, str] = {}
         # Batches this invocation finished (or found finished) lines of: whether their
         # report is due is checked once per invocation, not once per line.
         self.touched: set[str] = set()
+
+    @property
+    def pacer(self) -> Pacer:
+        """This instance's pacer."""
+        pacer: Pacer | None = getattr(self._instance, "pacer", None)
+        if pacer is None:
+            pacer = self._instance.pacer = Pacer(self.ctx.cfg)
+        return pacer
 
     def begin(self, bodies: Iterable[str]) -> None:
         """An invocation's messages, before any of them is handled: their lines are read
@@ -249,14 +225,13 @@ class Worker:
             count("BatchItemsRecovered")
             return
 
-        log = AnsweredLog(self.pacer.clock)
         caller = Caller(
             request_id=request_id,
             # The service keeps within it: an item started is finished in this invocation.
             deadline=time.monotonic() + remaining_s - DEADLINE_MARGIN_S,
             batch_id=msg.batch_id,
             batch_line=msg.line,
-            log=log,
+            gate=self.pacer,
         )
         parsed = self.lines.parse(msg, static)
         operations = self.ctx.operations
@@ -266,13 +241,12 @@ class Worker:
             return
         assert parsed.operation is not None and parsed.request is not None
         try:
-            with self.pacer.paced(parsed.request.vendor or self.ctx.cfg.default_vendor, self.ctx.cfg, log):
-                # parse_line builds the request model of the line's operation.
-                answer: CompareResponse | VerifyIdentityResponse
-                if isinstance(parsed.request, CompareRequest):
-                    answer = operations.compare(parsed.request, caller)
-                else:
-                    answer = operations.verify_identity(parsed.request, caller)
+            # parse_line builds the request model of the line's operation.
+            answer: CompareResponse | VerifyIdentityResponse
+            if isinstance(parsed.request, CompareRequest):
+                answer = operations.compare(parsed.request, caller)
+            else:
+                answer = operations.verify_identity(parsed.request, caller)
         except FacegateError as e:
             billed = self.lines.billed_from_log(request_id, e)
             if e.retryable and not final:
