@@ -88,6 +88,25 @@ def photos_1mb() -> tuple[bytes, bytes]:
     return out[0], out[1]
 
 
+def direct_and_through(cls, vendor: str, creds: dict, a: bytes, b: bytes) -> tuple:
+    """The two ways one pair is sent: the vendor's adapter with the images' refs (signed
+    straight to the sandbox), and facegate's request body for the same pair."""
+    from facegate import images
+    from facegate.transport import Transport
+    from facegate.vendors.base import ImageRef
+
+    adapter = cls(cls.credentials_model(**creds[vendor]), Transport())
+    refs = [ImageRef(image=images.load_bytes(x)) for x in (a, b)]
+    body = json.dumps(
+        {
+            "vendor": vendor,
+            "image1": {"base64": base64.b64encode(a).decode()},
+            "image2": {"base64": base64.b64encode(b).decode()},
+        }
+    )
+    return adapter, refs, body
+
+
 def med(xs: list[float]) -> float:
     return statistics.median(xs) if xs else 0.0
 
@@ -204,7 +223,7 @@ def in_process(pairs: dict[str, tuple[bytes, bytes]], creds: dict[str, dict], n:
     from facegate.models import CompareRequest
     from facegate.store import ResultsStore
     from facegate.transport import Transport
-    from facegate.vendors.base import CallContext, ImageRef
+    from facegate.vendors.base import CallContext
     from facegate.vendors.kuaidi100 import Kuaidi100Vendor
     from facegate.vendors.shuxun import ShuxunVendor
     from facegate_local.lambda_runtime import api_event, invoke, load_handler
@@ -239,16 +258,7 @@ def in_process(pairs: dict[str, tuple[bytes, bytes]], creds: dict[str, dict], n:
         headers = {"Content-Type": "application/json", "x-api-key": API_KEY}
 
         for vendor, (a, b) in pairs.items():
-            cls = classes[vendor]
-            adapter = cls(cls.credentials_model(**creds[vendor]), Transport())
-            refs = [ImageRef(image=images.load_bytes(x)) for x in (a, b)]
-            body = json.dumps(
-                {
-                    "vendor": vendor,
-                    "image1": {"base64": base64.b64encode(a).decode()},
-                    "image2": {"base64": base64.b64encode(b).decode()},
-                }
-            )
+            adapter, refs, body = direct_and_through(classes[vendor], vendor, creds, a, b)
             parsed = json.loads(body)
             direct, total, validate = [], [], []
             steps.clear()
@@ -324,9 +334,7 @@ def through_make_run(pairs: dict[str, tuple[bytes, bytes]], creds: dict[str, dic
     the client waits on its socket meanwhile."""
     import requests
 
-    from facegate import images
-    from facegate.transport import Transport
-    from facegate.vendors.base import CallContext, ImageRef
+    from facegate.vendors.base import CallContext
     from facegate.vendors.kuaidi100 import Kuaidi100Vendor
     from facegate.vendors.shuxun import ShuxunVendor
     from facegate_local.batch import reset_caches
@@ -357,16 +365,8 @@ def through_make_run(pairs: dict[str, tuple[bytes, bytes]], creds: dict[str, dic
     try:
         session = requests.Session()
         for vendor, (a, b) in pairs.items():
-            cls = classes[vendor]
-            adapter = cls(cls.credentials_model(**creds[vendor]), Transport())
-            refs = [ImageRef(image=images.load_bytes(x)) for x in (a, b)]
-            body = json.dumps(
-                {
-                    "vendor": vendor,
-                    "image1": {"base64": base64.b64encode(a).decode()},
-                    "image2": {"base64": base64.b64encode(b).decode()},
-                }
-            ).encode()
+            adapter, refs, text = direct_and_through(classes[vendor], vendor, creds, a, b)
+            body = text.encode()
             headers = {"Content-Type": "application/json", "x-api-key": API_KEY}
             direct, api = [], []
             steps.clear()

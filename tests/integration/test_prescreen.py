@@ -11,10 +11,7 @@ import io
 import pytest
 from PIL import Image as PILImage
 
-from facegate import engine
 from facegate_local.sandboxes.shuxun import ShuxunSandbox
-
-pytestmark = pytest.mark.skipif(not engine.available(), reason="the built-in engine is not installed")
 
 
 def wall() -> str:

@@ -11,19 +11,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import dlib  # the engine is a dev dependency (requirements-dev.txt): these tests always run
 import numpy as np
 import pytest
 from PIL import Image as PILImage
 
-from facegate import engine
+from facegate import engine, engine_net
 from facegate.errors import VendorNotConfigured
 from facegate.images import load_bytes
-
-dlib = pytest.importorskip("dlib")
-if not engine.available():
-    pytest.skip("the built-in engine's model files are not installed", allow_module_level=True)
-
-from facegate import engine_net  # noqa: E402  (after the skip: it needs the engine installed)
 
 PHOTOS = ("obama.jpg", "obama2.jpg", "biden.jpg", "32bit.png")
 # float32 throughout, summed in another order than dlib's: measured ≤ 4e-7 per component and

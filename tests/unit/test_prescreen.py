@@ -11,12 +11,10 @@ import pytest
 from PIL import Image as PILImage
 from PIL import ImageEnhance, ImageFilter
 
-from facegate import engine, prescreen
+from facegate import prescreen
 from facegate.errors import MultipleFaces, NoFace, PoorImageQuality
 from facegate.images import Image, load_bytes
 from facegate.prescreen import FaceMeasures, judge
-
-pytestmark = pytest.mark.skipif(not engine.available(), reason="the built-in engine is not installed")
 
 PHOTOS = ("obama.jpg", "obama2.jpg", "biden.jpg", "32bit.png")
 

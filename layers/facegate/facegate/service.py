@@ -248,7 +248,7 @@ class Service:
             return vendor.compare(refs[0], refs[1], self._ctx(call, planned, req.security_level))
 
         if req.consensus is None:
-            vendor, outcome = self.router.first(plan, attempt, call.attempts, call.caller.deadline, call.caller.gate)
+            vendor, outcome = self.router.first(plan, attempt, *self._routed(call))
             return CompareResponse(
                 **self._verdict(vendor.id, outcome, req.security_level),
                 **self._common(call, vendor.id, outcome),
@@ -261,7 +261,7 @@ class Service:
         """Ask every vendor at once; combine the answers by the request's rule. A caller
         error from any vendor (e.g. no face) is the answer: the request is at fault."""
         assert req.consensus is not None
-        results = self.router.every(plan, attempt, call.attempts, call.caller.deadline, call.caller.gate)
+        results = self.router.every(plan, attempt, *self._routed(call))
         verdicts, answered = [], []
         for vid, _, result in results:
             if isinstance(result, FacegateError):
@@ -323,7 +323,7 @@ class Service:
             ctx = self._ctx(call, planned, req.security_level)
             return vendor.verify_identity(identity, images.refs_for(vendor)[0], ctx)
 
-        vendor, outcome = self.router.first(plan, attempt, call.attempts, call.caller.deadline, call.caller.gate)
+        vendor, outcome = self.router.first(plan, attempt, *self._routed(call))
         return VerifyIdentityResponse(
             **self._verdict(vendor.id, outcome, req.security_level),
             **self._common(call, vendor.id, outcome),
@@ -338,7 +338,7 @@ class Service:
         def attempt(vendor: Vendor, planned: Planned) -> DetectOutcome:
             return vendor.detect(images.refs_for(vendor)[0], req.max_faces, self._ctx(call, planned))
 
-        vendor, outcome = self.router.first(plan, attempt, call.attempts, call.caller.deadline, call.caller.gate)
+        vendor, outcome = self.router.first(plan, attempt, *self._routed(call))
         faces = [
             Face(box=Box(left=f.left, top=f.top, width=f.width, height=f.height), confidence=f.confidence)
             for f in outcome.faces[: req.max_faces]
@@ -361,7 +361,7 @@ class Service:
         def attempt(vendor: Vendor, planned: Planned) -> FeaturesOutcome:
             return vendor.features(images.refs_for(vendor)[0], self._ctx(call, planned))
 
-        vendor, outcome = self.router.first(plan, attempt, call.attempts, call.caller.deadline, call.caller.gate)
+        vendor, outcome = self.router.first(plan, attempt, *self._routed(call))
         call.dimension = len(outcome.embedding)
         return FeaturesResponse(
             embedding=outcome.embedding,
@@ -461,6 +461,12 @@ class Service:
         return arrange(
             plan, req.strategy, prices=self.cfg.vendor_prices, currency=self.cfg.price_currency, latency=self.latency
         )
+
+    @staticmethod
+    def _routed(call: Call) -> tuple[Attempts, float | None, VendorGate | None]:
+        """What the router needs of a call besides the plan: where its attempts go, its
+        deadline, and who is told of each vendor call."""
+        return call.attempts, call.caller.deadline, call.caller.gate
 
     def _pepper(self) -> str | None:
         """The stage's pepper for ID-number HMACs, from its secret (cached like the
